@@ -1,0 +1,395 @@
+"""Audio I/O: the one place where files become waveforms.
+
+Every waveform inside audioaudit is a float32 mono numpy array with an explicit sample
+rate. Files are decoded, mixed to mono and resampled *once*, here, to the rate the
+consumer declares. Every failure is an :class:`AudioError` carrying the path and a
+short reason; :func:`scan_corpus` never dies on one bad file.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+DEFAULT_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+# --------------------------------------------------------------------------- errors
+class AudioError(Exception):
+    """A file that cannot be used, with the path and a one-line reason."""
+
+    kind = "error"
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class UnreadableAudio(AudioError):
+    kind = "unreadable"
+
+
+class EmptyAudio(AudioError):
+    kind = "empty"
+
+
+class SilentAudio(AudioError):
+    kind = "silent"
+
+
+class NonFiniteAudio(AudioError):
+    kind = "non_finite"
+
+
+class TooShortAudio(AudioError):
+    kind = "too_short"
+
+
+class TooLongAudio(AudioError):
+    kind = "too_long"
+
+
+# --------------------------------------------------------------------------- types
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a consumer accepts. ``sample_rate=None`` keeps the file's rate."""
+
+    sample_rate: int | None = None
+    min_seconds: float = 0.0
+    max_seconds: float | None = 3600.0
+    silence_dbfs: float | None = -80.0  # peak below this is "silent"; None disables
+    pad_to_min: bool = False  # pad clips shorter than min_seconds instead of refusing
+
+
+@dataclass
+class Clip:
+    path: str
+    wave: np.ndarray  # float32 mono
+    sample_rate: int
+    original_rate: int
+    original_channels: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.wave) / float(self.sample_rate)
+
+
+@dataclass(frozen=True)
+class CorpusItem:
+    path: str  # absolute path
+    rel_path: str  # path relative to the corpus root (posix)
+    label: str | None = None
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    root: str
+    items: list[CorpusItem]
+    skipped: list[Skipped]
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float  # seconds
+    end: float
+    wave: np.ndarray
+
+
+# --------------------------------------------------------------------------- decode
+def _decode(path: str) -> tuple[np.ndarray, int]:
+    """Decode to float32 (frames, channels). soundfile first (wav/flac/ogg/mp3), then librosa."""
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(path, dtype="float32", always_2d=True)
+        return data, int(sr)
+    except Exception as sf_err:  # noqa: BLE001 - fall back, then report the first reason
+        try:
+            import warnings
+
+            import librosa
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                y, sr = librosa.load(path, sr=None, mono=False)
+            y = np.atleast_2d(np.asarray(y, dtype=np.float32)).T
+            return y, int(sr)
+        except Exception:  # noqa: BLE001
+            msg = str(sf_err).splitlines()[0] if str(sf_err) else type(sf_err).__name__
+            raise UnreadableAudio(path, f"cannot decode audio ({msg})") from None
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Band-limited resampling (soxr via librosa); identity when rates match."""
+    if orig_sr == target_sr:
+        return wave.astype(np.float32, copy=False)
+    import librosa
+
+    return librosa.resample(wave, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq").astype(np.float32)
+
+
+def check_wave(path: str, wave: np.ndarray, sr: int, opts: LoadOptions) -> np.ndarray:
+    """Validate a mono waveform against ``opts``; returns it (maybe padded) or raises."""
+    if wave.size == 0:
+        raise EmptyAudio(path, "zero length (no samples)")
+    if not np.all(np.isfinite(wave)):
+        bad = int(np.count_nonzero(~np.isfinite(wave)))
+        raise NonFiniteAudio(path, f"{bad} NaN/inf samples")
+    seconds = len(wave) / sr
+    if opts.max_seconds is not None and seconds > opts.max_seconds:
+        raise TooLongAudio(path, f"{seconds:.1f} s is longer than the cap of {opts.max_seconds:g} s")
+    if opts.silence_dbfs is not None:
+        peak = float(np.max(np.abs(wave)))
+        peak_db = -math.inf if peak == 0 else 20 * math.log10(peak)
+        if peak_db < opts.silence_dbfs:
+            shown = "-inf" if peak == 0 else f"{peak_db:.1f}"
+            raise SilentAudio(path, f"silent (peak {shown} dBFS < {opts.silence_dbfs:g} dBFS)")
+    if seconds < opts.min_seconds:
+        if not opts.pad_to_min:
+            raise TooShortAudio(path, f"{seconds:.3f} s is shorter than the minimum {opts.min_seconds:g} s")
+        wave = np.pad(wave, (0, int(math.ceil(opts.min_seconds * sr)) - len(wave)))
+    return wave.astype(np.float32, copy=False)
+
+
+def load_audio(path: str | os.PathLike, opts: LoadOptions = LoadOptions()) -> Clip:
+    """Read a file, mix to mono, resample once, validate. Raises :class:`AudioError`."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise UnreadableAudio(path, "file not found")
+    if os.path.isdir(path):
+        raise UnreadableAudio(path, "is a directory")
+    if os.path.getsize(path) == 0:
+        raise EmptyAudio(path, "zero-byte file")
+    # cheap pre-check of the length so a huge file is refused before it is decoded
+    if opts.max_seconds is not None:
+        try:
+            import soundfile as sf
+
+            info = sf.info(path)
+            if info.samplerate and info.frames / info.samplerate > opts.max_seconds:
+                raise TooLongAudio(
+                    path, f"{info.frames / info.samplerate:.1f} s is longer than the cap of {opts.max_seconds:g} s"
+                )
+        except AudioError:
+            raise
+        except Exception:  # noqa: BLE001 - let the decoder give the real reason
+            pass
+    data, sr = _decode(path)
+    channels = data.shape[1] if data.ndim == 2 else 1
+    if data.shape[0] == 0:
+        raise EmptyAudio(path, "zero length (no samples)")
+    mono = data.mean(axis=1) if data.ndim == 2 else data
+    mono = np.asarray(mono, dtype=np.float32)
+    if not np.all(np.isfinite(mono)):
+        raise NonFiniteAudio(path, f"{int(np.count_nonzero(~np.isfinite(mono)))} NaN/inf samples")
+    target = opts.sample_rate or sr
+    if len(mono) > 1:
+        mono = resample(mono, sr, target)
+    elif target != sr:
+        mono = mono[:1]
+    mono = check_wave(path, mono, target, opts)
+    return Clip(path=path, wave=mono, sample_rate=target, original_rate=sr, original_channels=channels)
+
+
+def try_load(path: str | os.PathLike, opts: LoadOptions = LoadOptions()) -> Clip | Skipped:
+    """:func:`load_audio` that returns a :class:`Skipped` record instead of raising."""
+    try:
+        return load_audio(path, opts)
+    except AudioError as e:
+        return Skipped(path=e.path, kind=e.kind, reason=e.reason)
+    except Exception as e:  # noqa: BLE001 - an unexpected decoder failure is still one file's problem
+        return Skipped(path=str(path), kind="unreadable", reason=f"{type(e).__name__}: {e}")
+
+
+def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> None:
+    """Atomic 16-bit PCM WAV write."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    sf.write(str(tmp), np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- windows
+def window_bounds(n_samples: int, sr: int, window_s: float, hop_s: float) -> list[tuple[int, int]]:
+    """Sample bounds of windows of ``window_s`` every ``hop_s``.
+
+    A clip no longer than one window yields one window (the whole clip). Otherwise
+    windows start every hop; the last one is aligned to the clip end so no tail is lost.
+    """
+    win = max(1, int(round(window_s * sr)))
+    hop = max(1, int(round(hop_s * sr)))
+    if n_samples <= win:
+        return [(0, n_samples)]
+    starts = list(range(0, n_samples - win + 1, hop))
+    if starts[-1] + win < n_samples:
+        starts.append(n_samples - win)
+    return [(s, s + win) for s in starts]
+
+
+def windows(wave: np.ndarray, sr: int, window_s: float, hop_s: float) -> list[Window]:
+    """Cut a waveform into windows (see :func:`window_bounds`)."""
+    return [Window(s / sr, e / sr, wave[s:e]) for s, e in window_bounds(len(wave), sr, window_s, hop_s)]
+
+
+def fit_length(wave: np.ndarray, n: int) -> np.ndarray:
+    """Zero-pad at the end or crop at the end to exactly ``n`` samples (deterministic)."""
+    if len(wave) >= n:
+        return wave[:n]
+    return np.pad(wave, (0, n - len(wave)))
+
+
+# --------------------------------------------------------------------------- corpus
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _walk(root: Path, exts: set[str]) -> Iterator[Path | Skipped]:
+    """Recursive walk that follows directory symlinks once (loops are reported, not followed)."""
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            st = d.stat()
+        except OSError as e:
+            yield Skipped(str(d), "unreadable", f"cannot stat directory ({e.strerror})")
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            yield Skipped(str(d), "symlink_loop", "directory already visited (symlink loop)")
+            continue
+        seen.add(key)
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as e:
+            yield Skipped(str(d), "unreadable", f"cannot list directory ({e.strerror})")
+            continue
+        subdirs = []
+        for e in entries:
+            p = Path(e.path)
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+            except OSError as err:
+                yield Skipped(str(p), "unreadable", f"cannot stat ({err.strerror})")
+                continue
+            if is_dir:
+                subdirs.append(p)
+            elif p.suffix.lower() in exts:
+                if e.is_symlink() and not p.exists():
+                    yield Skipped(str(p), "unreadable", "broken symlink")
+                    continue
+                yield p
+        stack.extend(reversed(subdirs))
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
+    """CSV or parquet with a ``path`` column (relative to the corpus root) and optional ``label``/``class``."""
+    path = str(path)
+    if path.endswith(".parquet"):
+        import pandas as pd
+
+        rows = pd.read_parquet(path).to_dict("records")
+    else:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    out: dict[str, dict] = {}
+    for r in rows:
+        if "path" not in r:
+            raise ValueError(f"{path}: manifest needs a 'path' column (found {sorted(r)})")
+        rel = Path(str(r["path"])).as_posix()
+        out[rel] = {k: v for k, v in r.items() if k != "path"}
+    return out
+
+
+def _inside(root: Path, p: Path) -> bool:
+    try:
+        p.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def scan_corpus(
+    root: str | os.PathLike,
+    *,
+    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    labels: str = "folders",
+    manifest: str | os.PathLike | None = None,
+) -> ScanResult:
+    """List the audio files of a corpus with class labels. Never raises for one bad entry.
+
+    ``labels``: ``"folders"`` (first sub-folder under the root is the class), or ``"none"``.
+    ``manifest``: a CSV/parquet listing ``path`` (relative to root) and optional
+    ``label``/``class`` — then only the listed files are used, and a listed path that
+    escapes the root or does not exist is skipped with that reason.
+    Decoding is *not* done here (see :func:`load_audio`).
+    """
+    rootp = Path(root).expanduser()
+    if not rootp.exists():
+        raise FileNotFoundError(f"{root}: corpus folder not found")
+    if rootp.is_file():
+        # a single file is a corpus of one
+        return ScanResult(str(rootp.parent.resolve()), [CorpusItem(str(rootp.resolve()), rootp.name, None)], [])
+    rootp = rootp.resolve()
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+    items: list[CorpusItem] = []
+    skipped: list[Skipped] = []
+    if manifest is not None:
+        for rel, meta in read_manifest(manifest).items():
+            p = rootp / rel
+            if Path(rel).is_absolute() or not _inside(rootp, p):
+                skipped.append(Skipped(rel, "outside_root", "manifest path escapes the corpus root"))
+                continue
+            if not p.is_file():
+                skipped.append(Skipped(str(p), "missing", "listed in manifest but not found"))
+                continue
+            label = meta.get("label", meta.get("class"))
+            label = None if label is None or (isinstance(label, float) and math.isnan(label)) else str(label)
+            items.append(CorpusItem(str(p), Path(rel).as_posix(), label, meta))
+        return ScanResult(str(rootp), items, skipped)
+    for entry in _walk(rootp, exts):
+        if isinstance(entry, Skipped):
+            skipped.append(entry)
+            continue
+        rel = entry.relative_to(rootp)
+        label = rel.parts[0] if labels == "folders" and len(rel.parts) > 1 else None
+        items.append(CorpusItem(str(entry), rel.as_posix(), label))
+    return ScanResult(str(rootp), items, skipped)
+
+
+def load_many(
+    paths: Iterable[str], opts: LoadOptions, workers: int = 0
+) -> Iterator[tuple[str, Clip | Skipped]]:
+    """Decode files in order, in ``workers`` processes when > 0 (decoding overlaps the model)."""
+    paths = list(paths)
+    if workers <= 0:
+        for p in paths:
+            yield p, try_load(p, opts)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        for p, r in zip(paths, ex.map(try_load, paths, [opts] * len(paths), chunksize=4)):
+            yield p, r

@@ -1,0 +1,88 @@
+"""The encoder contract (DESIGN.md): clips in, L2-normalised float32 vectors out.
+
+An encoder declares the ``sample_rate`` it wants (audio is resampled once, at the edge,
+by :mod:`audioaudit.audio`), its embedding ``dim``, the analysis window/hop in seconds,
+and an ``identity()`` dict that pins everything that changes its vectors (backend,
+checkpoint sha256, head, segment settings). Two indexes/queries are comparable only if
+their identities are equal.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+from audioaudit.errors import UserError
+
+
+class EncoderError(UserError):
+    """A user-facing encoder problem (bad spec, missing checkpoint, wrong architecture).
+
+    The message is one line that says what to pass instead; the CLI prints it without a
+    stack trace.
+    """
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    name: str
+    sample_rate: int
+    dim: int
+    window_seconds: float  # model input length; longer clips are cut into windows
+    hop_seconds: float
+
+    def identity(self) -> dict: ...
+
+    def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, dim) L2-normalised float32 for N mono waveforms at ``sample_rate``.
+
+        Each waveform is one window (<= ``window_seconds``); shorter ones are padded as
+        the model expects. Deterministic: no random crops, eval mode, inference_mode.
+        """
+        ...
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(n, eps)).astype(np.float32)
+
+
+def identity_key(identity: dict) -> str:
+    """Canonical JSON of an identity, for equality checks and display."""
+    return json.dumps(identity, sort_keys=True, separators=(",", ":"))
+
+
+def same_identity(a: dict, b: dict) -> bool:
+    return identity_key(a) == identity_key(b)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One analysed window of a clip (seconds relative to the clip start)."""
+
+    index: int
+    start: float
+    end: float
+    wave: np.ndarray
+
+
+def segments(wave: np.ndarray, encoder: Encoder) -> list[Segment]:
+    """Cut a clip (at ``encoder.sample_rate``) into the encoder's windows."""
+    from audioaudit.audio import window_bounds
+
+    sr = encoder.sample_rate
+    return [
+        Segment(i, s / sr, e / sr, wave[s:e])
+        for i, (s, e) in enumerate(window_bounds(len(wave), sr, encoder.window_seconds, encoder.hop_seconds))
+    ]
+
+
+def embed_in_batches(encoder: Encoder, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    out = [encoder.embed(waves[i : i + batch_size]) for i in range(0, len(waves), batch_size)]
+    if not out:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    return np.concatenate(out, axis=0)

@@ -1,0 +1,85 @@
+"""File names and table columns shared by the index, audit, report and benchmark sides.
+
+Index directory ``index/NAME/``::
+
+    index.faiss         the FAISS index; vector id == items.row
+    items.parquet       one row per segment (ITEM_COLUMNS)
+    encoder.json        the encoder identity (dict) the vectors were made with
+    manifest.json       corpus root, counts, index type + params, skipped files with
+                        reasons, package versions, created time
+    shards/             embedding shards (parquet: ITEM_COLUMNS + "embedding" as a
+                        fixed-size list<float32>), the resumable unit of work
+    reference.parquet   cached train-vs-train nearest non-self neighbour (REFERENCE_COLUMNS)
+    duplicates.parquet  duplicate groups (DUPLICATE_COLUMNS)
+    calibration.json    optional threshold calibrated for this index's encoder
+
+Audit run directory ``runs/NAME/``::
+
+    queries.parquet     one row per generated clip (QUERY_COLUMNS + any metadata columns
+                        the generator supplied, e.g. seed, prompt, sampler)
+    matches.parquet     top-k training matches per generated clip (MATCH_COLUMNS)
+    matches.csv         the same table as CSV
+    reference.parquet   copy of the index's train-vs-train reference similarities
+    summary.json        threshold (+ how it was chosen and the precision it stands for),
+                        flagged count/rate with a binomial CI, overall and per class,
+                        percentiles, p95 gap, fraction above threshold, ratio test
+    skipped.csv         path, kind, reason of every generated file that was not audited
+"""
+from __future__ import annotations
+
+INDEX_FILE = "index.faiss"
+ITEMS_FILE = "items.parquet"
+ENCODER_FILE = "encoder.json"
+MANIFEST_FILE = "manifest.json"
+SHARDS_DIR = "shards"
+REFERENCE_FILE = "reference.parquet"
+DUPLICATES_FILE = "duplicates.parquet"
+CALIBRATION_FILE = "calibration.json"
+LOCK_FILE = ".lock"
+
+QUERIES_FILE = "queries.parquet"
+MATCHES_FILE = "matches.parquet"
+MATCHES_CSV = "matches.csv"
+SUMMARY_FILE = "summary.json"
+SKIPPED_FILE = "skipped.csv"
+
+# items.parquet: one row per analysed segment of a training clip
+ITEM_COLUMNS = [
+    "row",        # int64, FAISS vector id
+    "item_id",    # str, stable id of the clip (its path relative to the corpus root)
+    "path",       # str, path relative to the corpus root (posix)
+    "label",      # str | null, class
+    "segment",    # int, segment index within the clip
+    "start",      # float, seconds
+    "end",        # float, seconds
+    "duration",   # float, clip length in seconds
+    "sha256",     # str, sha256 of the file bytes
+]
+
+# queries.parquet: one row per audited (generated) clip
+QUERY_COLUMNS = [
+    "query_id",   # str, id of the generated clip (path relative to the generated folder)
+    "path",       # str, relative path
+    "label",      # str | null, class or prompt-derived label
+    "duration",   # float seconds
+    "sample_rate",  # int, the file's original rate (audio resampled only at the edge)
+    "top1_similarity",  # float
+    "top1_score",       # float, normalised score
+    "top1_item_id",     # str
+    "nn_ratio",         # float, ||x-NN1|| / ||x-NN2|| (Gu et al. 2023)
+    "flag",             # bool
+]
+
+# matches.parquet: top-k distinct training clips per generated clip
+MATCH_COLUMNS = [
+    "query_id", "rank", "item_id", "train_path", "train_label",
+    "similarity",   # float, max over segment pairs (cosine)
+    "score",        # float, normalised score (what the threshold applies to)
+    "query_start", "query_end",   # seconds, the query span that matched
+    "train_start", "train_end",   # seconds, the training span it matched
+    "flag",         # bool
+    "dup_group",    # int | null, duplicate group of the training clip
+]
+
+REFERENCE_COLUMNS = ["item_id", "nn_item_id", "similarity"]
+DUPLICATE_COLUMNS = ["group", "item_id", "path", "kind"]  # kind: exact | near

@@ -1,0 +1,1 @@
+"""Audio generators: EDMSound and adapters. Never imports the audit side."""
