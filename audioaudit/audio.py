@@ -17,6 +17,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from audioaudit.errors import UserError
+
 DEFAULT_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
@@ -304,6 +306,10 @@ def _walk(root: Path, exts: set[str]) -> Iterator[Path | Skipped]:
         stack.extend(reversed(subdirs))
 
 
+class ManifestError(UserError, ValueError):
+    """A manifest the scanner cannot use (the CLI prints it as one line)."""
+
+
 def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
     """CSV or parquet with a ``path`` column (relative to the corpus root) and optional ``label``/``class``."""
     path = str(path)
@@ -317,7 +323,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for r in rows:
         if "path" not in r:
-            raise ValueError(f"{path}: manifest needs a 'path' column (found {sorted(r)})")
+            raise ManifestError(f"{path}: manifest needs a 'path' column (found {sorted(r)})")
         rel = Path(str(r["path"])).as_posix()
         out[rel] = {k: v for k, v in r.items() if k != "path"}
     return out
@@ -358,15 +364,17 @@ def scan_corpus(
     skipped: list[Skipped] = []
     if manifest is not None:
         for rel, meta in read_manifest(manifest).items():
-            p = rootp / rel
-            if Path(rel).is_absolute() or not _inside(rootp, p):
+            p = rootp / rel  # an absolute path stays absolute; accepted only inside the root
+            if not _inside(rootp, p):
                 skipped.append(Skipped(rel, "outside_root", "manifest path escapes the corpus root"))
                 continue
             if not p.is_file():
                 skipped.append(Skipped(str(p), "missing", "listed in manifest but not found"))
                 continue
             label = meta.get("label", meta.get("class"))
-            label = None if label is None or (isinstance(label, float) and math.isnan(label)) else str(label)
+            missing = label is None or label == "" or (isinstance(label, float) and math.isnan(label))
+            label = None if missing else str(label)  # an empty CSV cell is no label
+            rel = os.path.relpath(p.resolve(), rootp) if Path(rel).is_absolute() else rel
             items.append(CorpusItem(str(p), Path(rel).as_posix(), label, meta))
         return ScanResult(str(rootp), items, skipped)
     for entry in _walk(rootp, exts):

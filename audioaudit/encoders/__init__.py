@@ -1,5 +1,5 @@
 """Encoder backends behind one spec string: ``mel``, ``laion:PATH.pt``, ``hf:DIR_OR_ID``,
-``tiny-clap``, ``finetuned:DIR``. See :func:`audioaudit.encoders.registry.load_encoder`."""
+``tiny-laion[:SEED]``, ``tiny-hf[:SEED]``, ``finetuned:DIR``. See :func:`audioaudit.encoders.registry.load_encoder`."""
 from audioaudit.encoders.base import Encoder, EncoderError, identity_key, same_identity
 
 __all__ = ["Encoder", "EncoderError", "identity_key", "same_identity", "load_encoder"]
