@@ -1,0 +1,150 @@
+"""The DISC-style benchmark: dedup, reproducible cached query sets, scoring, the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audioaudit import bench_run, benchmark, clipsim
+from helpers_bench import RandomEncoder, SpectrumEncoder, plant_duplicates, tiny_corpus
+
+SPEC = benchmark.BenchSpec(families=("gain", "mp3", "noise_white", "mix", "crop"), per_family=4, distractors=6,
+                           seed=3)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tiny_corpus(tmp_path_factory.mktemp("bench") / "corpus")
+    planted = plant_duplicates(root)
+    return root, planted
+
+
+@pytest.fixture(scope="module")
+def built(corpus, tmp_path_factory):
+    root, _ = corpus
+    return benchmark.build_benchmark(root, tmp_path_factory.mktemp("cache"), SPEC)
+
+
+def test_clip_similarity_is_max_over_segment_pairs():
+    e = np.eye(4, dtype=np.float32)
+    q = clipsim.ClipEmbeddings(np.stack([e[0], e[1], e[2]]), np.array([0, 0, 1]), 2)
+    r = clipsim.ClipEmbeddings(np.stack([e[3], e[1], e[2], 0.6 * e[0] + 0.8 * e[3]]), np.array([0, 0, 1, 2]), 3)
+    sim = clipsim.clip_similarity(q, r)
+    np.testing.assert_allclose(sim, [[1.0, 0.0, 0.6], [0.0, 1.0, 0.0]], atol=1e-6)
+
+
+def test_normalised_subtracts_mean_of_2nd_to_11th_neighbours():
+    sim = np.array([[0.9] + [0.5] * 10 + [0.1] * 3, [0.4] * 14], np.float32)
+    score = clipsim.normalised(sim)
+    np.testing.assert_allclose(score[0, 0], 0.4, atol=1e-6)  # 0.9 - mean(ten 0.5s)
+    np.testing.assert_allclose(score[1], 0.0, atol=1e-6)
+    # excluded entries do not count in the background
+    ex = np.zeros_like(sim, bool)
+    ex[0, 1:6] = True
+    np.testing.assert_allclose(clipsim.background(sim, ex)[0], (5 * 0.5 + 3 * 0.1) / 8, atol=1e-6)
+
+
+def test_twins_are_grouped_and_leaked_distractors_dropped(built, corpus):
+    _, planted = corpus
+    ref_ids = {r.item_id for r in built.references}
+    src = {r.item_id: r.source for r in built.references}
+    a, b = planted["train_twin"]
+    assert a in ref_ids and b in ref_ids and src[a] == src[b]  # one source, two files
+    dropped = {d["path"].split("corpus/")[-1]: d for d in built.dropped}
+    assert dropped[planted["leak_exact"][1]]["kind"] == "twin_of_reference_exact"
+    assert dropped[planted["leak_near"][1]]["kind"].startswith("twin_of_reference")
+    leaked = {planted["leak_exact"][1], planted["leak_near"][1]}
+    assert not leaked & {q.query_id for q in built.queries}
+    # no distractor query is the source audio of any reference group
+    for q in built.queries:
+        if q.source is not None:
+            assert set(q.truth) == {r.item_id for r in built.references if r.source == src[q.source]}
+            if src[q.source] == src[a]:
+                assert set(q.truth) == {a, b}
+    assert all(q.truth == () and q.source is None for q in built.queries if q.family is None)
+    assert built.n_copies == 5 * 4 and built.n_distractors == 6
+
+
+def test_near_twin_pairs_finds_reencoded_copy_only():
+    from audioaudit import synth
+
+    rng = np.random.default_rng(0)
+    waves = [synth.synthesize(c, np.random.default_rng(i), 1.0) for i, c in enumerate(["bell", "bell", "rain", "siren"])]
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, np.r_[np.zeros(300, np.float32), 0.5 * waves[0]], 16000, format="MP3")
+    buf.seek(0)
+    reenc, _ = sf.read(buf, dtype="float32")
+    pairs = benchmark.near_twin_pairs(waves + [reenc + 1e-4 * rng.standard_normal(len(reenc)).astype(np.float32)], 16000)
+    assert [(a, b) for a, b, _ in pairs] == [(0, 4)]
+
+
+def test_build_is_cached_and_reproducible(built, corpus, tmp_path):
+    root, _ = corpus
+    again = benchmark.build_benchmark(root, tmp_path / "other-cache", SPEC)
+    assert again.key == built.key and again.root != built.root
+    assert [q.query_id for q in again.queries] == [q.query_id for q in built.queries]
+    for q in built.queries:
+        a, _ = sf.read(f"{built.root}/{q.path}", dtype="int16")
+        b, _ = sf.read(f"{again.root}/{q.path}", dtype="int16")
+        assert np.array_equal(a, b), q.query_id
+    # the cached set is returned as is (no rewrite)
+    before = (again.root + "/bench.json", __import__("os").stat(again.root + "/bench.json").st_mtime_ns)
+    third = benchmark.build_benchmark(root, tmp_path / "other-cache", SPEC)
+    assert third.root == again.root and __import__("os").stat(before[0]).st_mtime_ns == before[1]
+    # another seed: another set
+    other = benchmark.build_benchmark(root, tmp_path / "other-cache", benchmark.BenchSpec(**{**SPEC.__dict__, "seed": 4}))
+    assert other.key != built.key
+
+
+def test_evaluate_matrix_perfect_scores_and_twin_credit(built):
+    ref_index = {r.item_id: n for n, r in enumerate(built.references)}
+    m = np.full((len(built.queries), len(built.references)), 0.2, np.float32)
+    for qi, q in enumerate(built.queries):
+        if q.family is not None:
+            m[qi, ref_index[q.truth[-1]]] = 0.9  # the last twin, not necessarily the source
+        else:
+            m[qi, qi % len(built.references)] = 0.5
+    rep = bench_run.evaluate_matrix(built, m)
+    assert rep.overall.micro_ap == pytest.approx(1.0) and rep.overall.recall_at_1 == 1.0
+    assert set(rep.per_family) == {"gain", "mp3", "noise_white", "mix", "crop"}
+    # a distractor outscoring every copy costs precision
+    m2 = m.copy()
+    m2[[q.family is None for q in built.queries], 0] = 0.95
+    assert bench_run.evaluate_matrix(built, m2).overall.micro_ap < 0.8
+
+
+def test_run_benchmark_real_encoder_beats_random(built):
+    good = bench_run.run_benchmark(built, SpectrumEncoder(), spec="spectrum")
+    bad = bench_run.run_benchmark(built, RandomEncoder(), spec="random", normalise=False)
+    assert [r.scoring for r in good] == ["similarity", "score"] and len(bad) == 1
+    g = good[0].report
+    assert g.per_family["gain"].recall_at_1 == 1.0  # a gain-invariant descriptor finds gain copies
+    assert g.overall.micro_ap > bad[0].report.overall.micro_ap + 0.3
+    assert bad[0].report.overall.micro_ap < 0.3
+    js = good[1].to_json()
+    assert js["scoring"] == "score" and 0 <= js["overall"]["micro_ap"] <= 1 and "gain" in js["per_family"]
+
+
+def test_bench_cli_table_and_json(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from audioaudit.cli import app
+
+    root, _ = corpus
+    out = tmp_path / "b.json"
+    res = CliRunner().invoke(app, ["bench", str(root), "--encoder", "mel", "--families", "gain,mp3",
+                                   "--per-family", "3", "--distractors", "4", "--json", str(out),
+                                   "--cache", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert "µAP" in res.output and "R@P90" in res.output and "normalised" in res.output
+    d = json.loads(out.read_text())
+    assert [(r["encoder"], r["scoring"]) for r in d["rows"]] == [("mel", "similarity"), ("mel", "score")]
+    assert d["benchmark"]["copy_queries"] == 6 and d["benchmark"]["distractors"] == 4
+    assert set(d["rows"][0]["per_family"]) == {"gain", "mp3"}
+    bad = CliRunner().invoke(app, ["bench", str(root), "--encoder", "mel", "--families", "nope",
+                                   "--cache", str(tmp_path / "c")])
+    assert bad.exit_code != 0
