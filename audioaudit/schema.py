@@ -3,26 +3,44 @@
 Index directory ``index/NAME/``::
 
     index.faiss         the FAISS index; vector id == items.row
-    items.parquet       one row per segment (ITEM_COLUMNS)
-    encoder.json        the encoder identity (dict) the vectors were made with
+    items.parquet       one row per segment (ITEM_COLUMNS + size, mtime_ns, pcm_hash: the
+                        file's size/mtime fingerprint and the hash of its decoded PCM,
+                        audioaudit.dedup.pcm_hash). ``path`` is relative to the corpus root;
+                        files added from outside it (``index add``) keep an absolute path
+    encoder.json        {"spec": spec string or null, "name": ..., "identity": {...}}: the
+                        encoder the vectors were made with (spec lets audit reload it)
     manifest.json       corpus root, counts, index type + params, skipped files with
-                        reasons, package versions, created time
-    shards/             embedding shards (parquet: ITEM_COLUMNS + "embedding" as a
-                        fixed-size list<float32>), the resumable unit of work
+                        reasons, package versions, created time; written last (a build
+                        that has no manifest, or state != "complete", did not finish)
+    shards/             embedding shards (parquet: ITEM_COLUMNS + size, mtime_ns, pcm_hash
+                        + "embedding" as a fixed-size list<float32>; ``row`` is the position
+                        inside the shard; members and skipped files in the schema metadata),
+                        the resumable unit of work (audioaudit.embedding)
     reference.parquet   cached train-vs-train nearest non-self neighbour (REFERENCE_COLUMNS)
-    duplicates.parquet  duplicate groups (DUPLICATE_COLUMNS)
+    duplicates.parquet  duplicate groups (DUPLICATE_COLUMNS + size)
     calibration.json    optional threshold calibrated for this index's encoder
+    .lock               held by a running build/add (filelock)
 
 Audit run directory ``runs/NAME/``::
 
-    queries.parquet     one row per generated clip (QUERY_COLUMNS + any metadata columns
-                        the generator supplied, e.g. seed, prompt, sampler)
-    matches.parquet     top-k training matches per generated clip (MATCH_COLUMNS)
+    queries.parquet     one row per generated clip (QUERY_COLUMNS + n_segments, pcm_hash,
+                        top1_dup_group, background (the score normaliser), exact_copy_of
+                        (training item with bit-identical PCM, or null) + any metadata
+                        columns the generator supplied, e.g. seed, prompt, sampler)
+    matches.parquet     top-k training *sources* per generated clip (MATCH_COLUMNS +
+                        dup_size, dup_members (";"-joined item ids of the duplicate group));
+                        a duplicate group is one source: one row, its best member
     matches.csv         the same table as CSV
     reference.parquet   copy of the index's train-vs-train reference similarities
     summary.json        threshold (+ how it was chosen and the precision it stands for),
                         flagged count/rate with a binomial CI, overall and per class,
-                        percentiles, p95 gap, fraction above threshold, ratio test
+                        percentiles, p95 gap, fraction above threshold, ratio test.
+                        Keys: run, index, corpus_root, generated_root, encoder{spec,identity},
+                        n_queries, n_skipped, threshold{value,on,source,precision},
+                        flagged{count,n,rate,ci95}, per_class{cls: same + flagged},
+                        percentiles{gen_vs_train,train_vs_train: {"50","90","95","99"}},
+                        p95_gap, fraction_above, ratio_test{count,n,rate,ci95,tau},
+                        flagged_sources, memorisation (per duplication level), exact_copies
     skipped.csv         path, kind, reason of every generated file that was not audited
 """
 from __future__ import annotations

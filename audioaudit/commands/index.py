@@ -1,0 +1,153 @@
+"""`audioaudit index build|add|info|dedup`: FAISS indexes of training corpora."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def _interrupted(index_dir: Path) -> None:
+    from audioaudit import schema
+
+    n = len(list((index_dir / schema.SHARDS_DIR).glob("*.parquet")))
+    typer.echo(f"\ninterrupted: {n} finished shards are kept in {index_dir / schema.SHARDS_DIR}; "
+               "rerun the same command to resume", err=True)
+    raise typer.Exit(130)
+
+
+def _print_result(res, verb: str) -> None:
+    if res.up_to_date:
+        typer.echo(f"{res.index_dir}: up to date ({res.clips} clips, {res.segments} segments); nothing to do")
+        return
+    d = res.duplicates
+    typer.echo(f"{verb} {res.index_dir}: {res.clips} clips, {res.segments} segments, {res.params.describe()}")
+    typer.echo(f"  this run: {res.embedded} files decoded, {res.reused} reused from finished shards; "
+               f"{res.shards_written} shards written, {res.shards_reused} reused; {res.seconds:.1f} s")
+    typer.echo(f"  skipped: {len(res.skipped)}" + ("  (see `audioaudit index info`)" if res.skipped else ""))
+    typer.echo(f"  duplicate groups: {d.groups} ({d.exact_groups} exact, {d.near_groups} near), "
+               f"{d.items_in_groups} files in groups")
+
+
+def build_cmd(
+    corpus: Path = typer.Argument(..., help="Training corpus folder (class = first sub-folder)."),
+    encoder: str = typer.Option(..., "--encoder", help="Encoder spec: mel, laion:PATH.pt, hf:DIR, finetuned:DIR, ..."),
+    name: str = typer.Option(..., "--name", help="Index name (folder under --root)."),
+    root: Path = typer.Option(Path("index"), "--root", help="Where indexes live."),
+    index_type: str = typer.Option("auto", "--index-type", help="auto | flat | ivf | hnsw (auto: flat up to 100k vectors)."),
+    nprobe: Optional[int] = typer.Option(None, "--nprobe", min=1, help="IVF cells visited per query."),
+    nlist: Optional[int] = typer.Option(None, "--nlist", min=1, help="IVF cells (default ≈ 4·sqrt(n))."),
+    ef_search: Optional[int] = typer.Option(None, "--ef-search", min=1, help="HNSW efSearch."),
+    shard_size: int = typer.Option(256, "--shard-size", min=1, help="Files per shard (the resumable unit)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (default min(4, cores-1)); "
+                                          "with --engine ray: embedding actors (default 1)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Windows per model call."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV/parquet with path[,label] to restrict/label files."),
+    labels: str = typer.Option("folders", "--labels", help="folders | none"),
+    near_threshold: float = typer.Option(0.97, "--near-threshold", help="Window coverage that makes a near-duplicate candidate (confirmed on the audio)."),
+    no_near_dups: bool = typer.Option(False, "--no-near-dups", help="Only exact duplicates (skip the index search)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an index built with another encoder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    engine: str = typer.Option("local", "--engine", help="local | ray (decode + embed on a Ray cluster; "
+                               "needs audioaudit[distributed])."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0, help="GPUs per Ray embedding actor."),
+) -> None:
+    """Embed every clip and window of CORPUS into index/NAME (resumable; reruns do only new work)."""
+    from audioaudit import store
+    from audioaudit.build import BuildOptions, build_index
+    from audioaudit.encoders import load_encoder
+
+    from audioaudit.errors import UserError, require
+
+    if engine not in ("local", "ray"):
+        raise UserError(f"--engine must be local or ray (got {engine!r})")
+    if engine == "ray":
+        require("ray", "distributed")
+    index_dir = store.resolve_index_dir(name, root)
+    enc = load_encoder(encoder)
+    opts = BuildOptions(index_type=index_type, nlist=nlist, nprobe=nprobe, ef_search=ef_search, shard_size=shard_size,
+                        batch_size=batch_size, workers=workers, near_dups=not no_near_dups,
+                        near_threshold=near_threshold, progress=progress)
+    try:
+        if engine == "ray":
+            from audioaudit.distributed import build_with_ray
+
+            res = build_with_ray(corpus, index_dir, encoder, address=address, workers=workers or 1,
+                                 gpus_per_worker=gpus_per_worker, shard_size=shard_size, batch_size=batch_size,
+                                 opts=opts, labels=labels, corpus_manifest=manifest, overwrite=overwrite, encoder=enc)
+        else:
+            res = build_index(corpus, enc, index_dir, spec=encoder, opts=opts, labels=labels,
+                              corpus_manifest=manifest, overwrite=overwrite)
+    except KeyboardInterrupt:
+        _interrupted(index_dir)
+    _print_result(res, "built")
+
+
+def add_cmd(
+    name: str = typer.Argument(..., help="Index name or directory."),
+    paths: List[Path] = typer.Argument(..., help="Files or folders to add."),
+    root: Path = typer.Option(Path("index"), "--root"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Embed only the files of PATHS that the index does not hold yet (with its own encoder)."""
+    from audioaudit import store
+    from audioaudit.build import add_to_index
+
+    index_dir = store.resolve_index_dir(name, root)
+    try:
+        from audioaudit.build import _opts_from_manifest
+
+        opts = _opts_from_manifest(store.open_index(index_dir, load_faiss=False).manifest)
+        opts.workers, opts.progress = workers, progress
+        res = add_to_index(index_dir, [str(p) for p in paths], opts=opts)
+    except KeyboardInterrupt:
+        _interrupted(index_dir)
+    _print_result(res, "updated")
+
+
+def info_cmd(
+    name: str = typer.Argument(..., help="Index name or directory."),
+    root: Path = typer.Option(Path("index"), "--root"),
+    max_list: int = typer.Option(20, "--max-list", min=0, help="Skipped files / groups listed."),
+) -> None:
+    """Counts, index type, encoder identity, skipped files and duplicate groups of an index."""
+    from audioaudit import store
+    from audioaudit.commands.dedup import print_groups
+    from audioaudit.encoders.base import identity_key
+
+    ix = store.open_index(store.resolve_index_dir(name, root))
+    m, c = ix.manifest, ix.manifest.get("counts", {})
+    typer.echo(f"index       {ix.dir}")
+    typer.echo(f"corpus      {m.get('corpus_root')}")
+    typer.echo(f"clips       {c.get('clips')}   segments (vectors) {c.get('segments')}   shards {c.get('shards')}")
+    typer.echo(f"type        {ix.params.describe()}   ntotal {ix.index.ntotal}")
+    typer.echo(f"encoder     {ix.encoder.get('spec') or ix.encoder.get('name')}")
+    typer.echo(f"identity    {identity_key(ix.encoder['identity'])}")
+    typer.echo(f"updated     {m.get('updated')}   (created {m.get('created')})")
+    skipped = m.get("skipped", [])
+    typer.echo(f"skipped     {len(skipped)}")
+    for s in skipped[:max_list]:
+        typer.echo(f"  {s.get('path')}: [{s.get('kind')}] {s.get('reason')}")
+    if len(skipped) > max_list:
+        typer.echo(f"  ... and {len(skipped) - max_list} more (manifest.json lists all)")
+    print_groups(ix.duplicates, total_files=c.get("clips"), limit=max_list)
+
+
+def register(app: typer.Typer) -> None:
+    ix = typer.Typer(help="Build and inspect FAISS indexes of training corpora.", no_args_is_help=True)
+    ix.command("build")(build_cmd)
+    ix.command("add")(add_cmd)
+    ix.command("info")(info_cmd)
+
+    @ix.command("dedup")
+    def index_dedup(name: str = typer.Argument(...), root: Path = typer.Option(Path("index"), "--root"),
+                    limit: int = typer.Option(20, "--limit", min=0),
+                    html: Optional[Path] = typer.Option(None, "--html", help="Also write a listening page here.")) -> None:
+        """Duplicate groups of a built index (same as `audioaudit dedup NAME`)."""
+        from audioaudit.commands.dedup import dedup_index
+
+        dedup_index(name, root, limit, html, None)
+
+    app.add_typer(ix, name="index")
