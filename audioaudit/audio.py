@@ -58,6 +58,10 @@ class TooLongAudio(AudioError):
     kind = "too_long"
 
 
+class TruncatedAudio(AudioError):
+    kind = "truncated"
+
+
 # --------------------------------------------------------------------------- types
 @dataclass(frozen=True)
 class LoadOptions:
@@ -136,6 +140,41 @@ def _decode(path: str) -> tuple[np.ndarray, int]:
             raise UnreadableAudio(path, f"cannot decode audio ({msg})") from None
 
 
+def wav_truncation(path: str) -> str | None:
+    """Why a RIFF/WAVE file is truncated (its data chunk declares more bytes than the file
+    holds), or None. libsndfile silently decodes only the samples that are present, so a
+    half-downloaded WAV would otherwise be indexed as a shorter clip. Placeholder sizes
+    of streaming writers (0, 0xFFFFFFFF) are not truncation."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            pos, byte_rate = 12, 0
+            for _ in range(64):  # chunk walk: fmt , LIST, fact ... then data
+                f.seek(pos)
+                hdr = f.read(8)
+                if len(hdr) < 8:
+                    return None
+                cid, n = hdr[:4], int.from_bytes(hdr[4:], "little")
+                if cid == b"fmt ":
+                    fmt = f.read(16)
+                    byte_rate = int.from_bytes(fmt[8:12], "little") if len(fmt) == 16 else 0
+                elif cid == b"data":
+                    present = size - pos - 8
+                    if n in (0, 0xFFFFFFFF) or present >= n:
+                        return None
+                    if byte_rate:
+                        return (f"the header declares {n / byte_rate:.3f} s of audio but the file holds only "
+                                f"{max(present, 0) / byte_rate:.3f} s (truncated)")
+                    return f"the header declares {n} bytes of audio but the file holds only {max(present, 0)} (truncated)"
+                pos += 8 + n + (n & 1)
+    except OSError:
+        return None
+    return None
+
+
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Band-limited resampling (soxr via librosa); identity when rates match."""
     if orig_sr == target_sr:
@@ -175,8 +214,13 @@ def load_audio(path: str | os.PathLike, opts: LoadOptions = LoadOptions()) -> Cl
         raise UnreadableAudio(path, "file not found")
     if os.path.isdir(path):
         raise UnreadableAudio(path, "is a directory")
+    if not os.path.isfile(path):  # a FIFO or device would block the decoder or never end
+        raise UnreadableAudio(path, "not a regular file (pipe, socket or device)")
     if os.path.getsize(path) == 0:
         raise EmptyAudio(path, "zero-byte file")
+    truncated = wav_truncation(path)
+    if truncated:
+        raise TruncatedAudio(path, truncated)
     # cheap pre-check of the length so a huge file is refused before it is decoded
     if opts.max_seconds is not None:
         try:
@@ -244,6 +288,18 @@ def window_bounds(n_samples: int, sr: int, window_s: float, hop_s: float) -> lis
     if starts[-1] + win < n_samples:
         starts.append(n_samples - win)
     return [(s, s + win) for s in starts]
+
+
+def audible_bounds(wave: np.ndarray, bounds: list[tuple[int, int]], silence_dbfs: float | None) -> list[tuple[int, int]]:
+    """The windows whose peak reaches ``silence_dbfs``. A silent window carries nothing to
+    copy, and an encoder maps every silent window to (nearly) the same vector, so kept
+    they would match each other at similarity ~1 across unrelated clips. All windows are
+    kept when none is audible (or ``silence_dbfs`` is None)."""
+    if silence_dbfs is None:
+        return bounds
+    floor = 10.0 ** (silence_dbfs / 20.0)
+    kept = [(s, e) for s, e in bounds if e > s and float(np.max(np.abs(wave[s:e]))) >= floor]
+    return kept or bounds
 
 
 def windows(wave: np.ndarray, sr: int, window_s: float, hop_s: float) -> list[Window]:
@@ -374,7 +430,7 @@ def scan_corpus(
             label = meta.get("label", meta.get("class"))
             missing = label is None or label == "" or (isinstance(label, float) and math.isnan(label))
             label = None if missing else str(label)  # an empty CSV cell is no label
-            rel = os.path.relpath(p.resolve(), rootp) if Path(rel).is_absolute() else rel
+            rel = os.path.relpath(p.resolve(), rootp) if Path(rel).is_absolute() else os.path.normpath(rel)
             items.append(CorpusItem(str(p), Path(rel).as_posix(), label, meta))
         return ScanResult(str(rootp), items, skipped)
     for entry in _walk(rootp, exts):

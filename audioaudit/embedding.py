@@ -189,7 +189,7 @@ def scan_shards(shard_dir: str | os.PathLike) -> dict[str, dict]:
 # --------------------------------------------------------------------------- decode (worker)
 def decode_item(item: WorkItem, spec: SegmentSpec, opts: LoadOptions) -> Decoded | Skipped:
     """Decode, hash and window one file (runs in a worker process)."""
-    from audioaudit.audio import window_bounds
+    from audioaudit.audio import audible_bounds, window_bounds
     from audioaudit.dedup import pcm_hash
 
     got = try_load(item.path, opts)
@@ -198,6 +198,7 @@ def decode_item(item: WorkItem, spec: SegmentSpec, opts: LoadOptions) -> Decoded
     sha = item.sha256 or file_sha256(item.path)
     wave, sr = got.wave, got.sample_rate
     bounds = window_bounds(len(wave), sr, spec.window_seconds, spec.hop_seconds)
+    bounds = audible_bounds(wave, bounds, opts.silence_dbfs)  # silent windows would all match each other
     return Decoded(item, sha, pcm_hash(wave, sr), len(wave) / sr, [(s / sr, e / sr) for s, e in bounds],
                    [wave[s:e] for s, e in bounds])
 

@@ -45,6 +45,24 @@ class Encoder(Protocol):
         ...
 
 
+def pickle_refusal(e: BaseException) -> str | None:
+    """One line for a failed ``torch.load(weights_only=True)``, else None. A pickle that
+    would import or call something (``Unsupported global``, e.g. ``builtins.exec``) may run
+    code when loaded: it is *refused*, and torch's advice to reload with
+    ``weights_only=False`` or to allow-list the global is never repeated."""
+    import re
+
+    text = str(e)
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if m:
+        return (f"refused (Unsupported global {m.group(1)}): unpickling would import or call {m.group(1)}, "
+                "which could run code, so it was not loaded; use weights from a source you trust")
+    if "Weights only load failed" not in text:
+        return None
+    detail = [ln.strip() for ln in text.splitlines()[1:] if ln.strip() and not ln.startswith(("Please", "Check"))]
+    return f"not a weights-only PyTorch pickle ({detail[0] if detail else 'damaged'}); the file is damaged or not a checkpoint"
+
+
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     n = np.linalg.norm(x, axis=1, keepdims=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audioaudit.encoders.base import EncoderError
+from audioaudit.encoders.base import EncoderError, pickle_refusal
 from audioaudit.encoders.torch_base import BatchedEncoder, default_hop
 
 # preprocessor_config.json of laion/clap-htsat-unfused (the values the hub models were trained with)
@@ -187,6 +187,9 @@ def load_hf(arg: str, *, batch_size: int = 16, device: str = "cpu", hop_seconds:
             model, info = ClapAudioModelWithProjection.from_pretrained(
                 str(directory), output_loading_info=True, ignore_mismatched_sizes=True)  # reported below
     except Exception as e:  # noqa: BLE001 - corrupt files, bad configs ...
+        if pickle_refusal(e):
+            raise EncoderError(f"{directory / 'pytorch_model.bin'} is not a loadable weights file ({pickle_refusal(e)}); "
+                               "pass a CLAP directory saved by save_pretrained (safetensors)") from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise EncoderError(f"{directory}: cannot load a CLAP audio model ({first}); pass a CLAP directory saved by save_pretrained") from None
     missing = sorted(info.get("missing_keys") or [])

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audioaudit.encoders.base import EncoderError
+from audioaudit.encoders.base import EncoderError, pickle_refusal
 from audioaudit.encoders.torch_base import BatchedEncoder, default_hop, repeat_pad
 
 DEFAULT_CONFIG = "HTSAT-tiny"
@@ -166,6 +166,8 @@ def _numpy_safe_globals() -> list:
 
 def _reason(e: Exception) -> str:
     """The informative line of a torch.load failure (weights_only refusals are multi-line)."""
+    if pickle_refusal(e):  # a pickle that may run code: say so, never suggest allow-listing it
+        return pickle_refusal(e)
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     key = [ln for ln in lines if "Unsupported global" in ln or "WeightsUnpickler" in ln]
     line = (key or lines or [""])[0].replace("WeightsUnpickler error: ", "")

@@ -106,12 +106,30 @@ def load_state_dict(path: Path) -> dict:
             return load_file(str(path))
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or truncated file, or a pickle that needs arbitrary code
-        raise GeneratorError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from None
+        raise GeneratorError(f"{path}: {_load_failure(e)}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
         raise GeneratorError(f"{path}: expected a state dict of tensors, found {type(sd).__name__}")
     return sd
+
+
+def _load_failure(e: Exception) -> str:
+    """One line. A pickle refused by ``weights_only=True`` because it would import or call
+    something (``Unsupported global``, e.g. ``builtins.exec``) may run code when loaded: say
+    so, and never repeat torch's advice to reload with ``weights_only=False`` or to
+    allow-list the global."""
+    import re
+
+    text = str(e)
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if m:
+        return (f"cannot read weights (refused (Unsupported global {m.group(1)}): unpickling would import or call "
+                f"{m.group(1)}, which could run code, so it was not loaded; use weights from a source you trust)")
+    if "Weights only load failed" in text:
+        detail = [ln.strip() for ln in text.splitlines()[1:] if ln.strip() and not ln.startswith(("Please", "Check"))]
+        return f"cannot read weights (not a weights-only PyTorch pickle: {detail[0] if detail else 'damaged'})"
+    return f"cannot read weights ({type(e).__name__}: {_first_line(e)})"
 
 
 def sub_state_dict(sd: dict, prefix: str) -> dict:
