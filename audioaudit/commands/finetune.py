@@ -1,0 +1,105 @@
+"""`audioaudit finetune CORPUS --base SPEC --out DIR`: train a copy detector.
+
+Heavy imports (torch, encoders) happen inside the command so ``audioaudit --help`` is fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+SCRATCH_HELP = ("Train a small encoder from scratch instead of a head on --base: 'conv' (default pick, a CNN "
+                "on log-mel), 'htsat' (a tiny LAION-CLAP HTSAT), or a JSON file of architecture settings.")
+
+
+def finetune_cmd(
+    corpus: Path = typer.Argument(..., help="Training corpus folder (class = first sub-folder)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the detector (use it as finetuned:DIR)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Frozen encoder to put the head on (an encoder spec)."),
+    recipe: str = typer.Option("infonce", "--recipe", help="triplet (EDMSound) or infonce (SSCD: InfoNCE + KoLeo)."),
+    unfreeze_top: int = typer.Option(0, "--unfreeze-top", help="Also train the top N encoder blocks (slow on CPU)."),
+    views: Optional[int] = typer.Option(None, "--views", help="Augmented views cached per clip (default 8; 24 from scratch)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Default: 200 head, 150 scratch, 5 unfrozen."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per batch (default 64; 16 unfrozen)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="AdamW peak LR, cosine decay (default 1e-3; 2e-3 scratch, 1e-4 unfrozen)."),
+    tau: Optional[float] = typer.Option(None, "--tau", help="InfoNCE temperature (default 0.05; 0.07 scratch)."),
+    koleo: Optional[float] = typer.Option(None, "--koleo", help="KoLeo weight λ, infonce (default 30 as SSCD; 5 scratch)."),
+    margin: Optional[float] = typer.Option(None, "--margin", help="Triplet margin (default 0.2)."),
+    seed: int = typer.Option(0, "--seed"),
+    from_scratch: Optional[str] = typer.Option(None, "--from-scratch", help=SCRATCH_HELP),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    no_calibrate: bool = typer.Option(False, "--no-calibrate", help="Skip threshold calibration after training."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Fine-tune an encoder into a copy detector on augmented views of CORPUS."""
+    from rich.console import Console
+
+    from audioaudit.errors import UserError
+    from audioaudit.finetune.pipeline import Job, run_finetune
+    from audioaudit.finetune.recipes import DEFAULT_VIEWS, get_recipe, mode_defaults
+
+    console = Console()
+    if (base is None) == (from_scratch is None):
+        raise UserError("pass exactly one of --base SPEC (train a head on an encoder) or --from-scratch CONFIG")
+    if not corpus.exists():
+        raise UserError(f"{corpus}: corpus folder not found")
+    scratch = _scratch_config(from_scratch) if from_scratch else None
+    mode = "scratch" if scratch else ("unfrozen" if unfreeze_top else "head")
+    views = DEFAULT_VIEWS[mode] if views is None else views
+    if views < 1:
+        raise UserError(f"--views must be >= 1 (got {views})")
+    try:
+        given = dict(epochs=epochs, batch_size=batch_size, lr=lr, tau=tau, koleo_weight=koleo, margin=margin,
+                     unfreeze_top=unfreeze_top, seed=seed)
+        rec = get_recipe(recipe, **{**mode_defaults(mode), **{k: v for k, v in given.items() if v is not None}})
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
+    job = Job(corpus=str(corpus), out_dir=out, recipe=rec, base=base, scratch=scratch, n_views=views,
+              quiet=quiet, device=device)
+    res = run_finetune(job, log=console.print)
+    for path, reason in res.skipped.items():
+        console.print(f"[yellow]skipped[/] {path}: {reason}")
+    last = res.history[-1] if res.history else {}
+    console.print(f"trained on {res.n_clips} clips: cache {res.cache_seconds:.1f} s, training {res.train_seconds:.1f} s"
+                  + (f"; final val R@1 {last['val_recall_at_1']:.3f}, pos {last['pos_sim']:.3f} / neg {last['neg_sim']:.3f}"
+                     if last else ""))
+    if not no_calibrate:
+        _calibrate(res, corpus, console)
+    console.print(f"encoder spec: [bold]{res.spec}[/]")
+
+
+def _scratch_config(value: str) -> dict:
+    import json
+
+    from audioaudit.errors import UserError
+
+    if value in ("conv", "htsat"):
+        return {"arch": value}
+    p = Path(value)
+    if not p.is_file():
+        raise UserError(f"--from-scratch {value}: pass conv, htsat, or a JSON file of architecture settings")
+    try:
+        cfg = json.loads(p.read_text())
+    except ValueError as e:
+        raise UserError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("arch", "conv") not in ("conv", "htsat"):
+        raise UserError(f"{p}: needs a JSON object with \"arch\": \"conv\" or \"htsat\"")
+    return {"arch": "conv", **cfg}
+
+
+def _calibrate(res, corpus: Path, console) -> None:
+    """Hand the trained detector to the calibration step when that module is present."""
+    try:
+        from audioaudit.calibrate import calibrate_encoder
+    except ImportError:
+        console.print("[yellow]calibration skipped[/]: audioaudit.calibrate is not available in this build")
+        return
+    from audioaudit.encoders import load_encoder
+
+    res.calibration = calibrate_encoder(load_encoder(res.spec), str(corpus), str(res.out_dir))
+    console.print(f"calibration: {res.calibration}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("finetune")(finetune_cmd)
