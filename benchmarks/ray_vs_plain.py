@@ -8,8 +8,10 @@ two builds' vectors (they must agree to float tolerance).
     .venv/bin/python benchmarks/ray_vs_plain.py --files 200 --encoder tiny-laion --actors 1
 
 On a 2-core machine one actor plus the decode tasks already use both cores; Ray pays its
-start-up (~5-10 s) and per-actor model load, and wins only where there are more cores or
-GPUs than one process can use.
+start-up and per-actor model load, and wins only where there are more cores or GPUs than
+one process can use. Measured here (quiet moment): mel, 48 files x 12 s: plain 3.3 s, Ray
+6.8 s + 2.7 s ray.init; tiny-laion, 24 files: plain 11.9 s, Ray 9.6 s + 3.0 s ray.init;
+vectors identical (max difference 0).
 """
 from __future__ import annotations
 
