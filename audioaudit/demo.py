@@ -19,7 +19,6 @@ the calibrated threshold; memorizer clips flagged ≥ 0.9.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from audioaudit import store
 from audioaudit.audio import write_wav
 
 SOURCES = ("edmsound", "memorizer", "heldout", "planted")
@@ -154,9 +154,7 @@ def _write_source(folder: Path, clips: list[tuple[str, np.ndarray, dict]], sr: i
     for name, wave, meta in clips:
         write_wav(folder / name, wave, sr)
         rows.append({"path": name, **meta})
-    tmp = folder / f".metadata.csv.tmp{os.getpid()}"
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, folder / "metadata.csv")
+    store.write_csv(pd.DataFrame(rows), folder / "metadata.csv")
     return folder
 
 
@@ -275,9 +273,7 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> DemoResult:
     by = {f.source: f for f in figures}
     res = DemoResult(str(cfg.out), thr.get("value"), thr.get("on"), thr.get("precision"), figures,
                      by["planted"].rate, by["heldout"].rate, by["memorizer"].rate, str(report), t)
-    tmp = cfg.out / f".demo.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(asdict(res) | {"passed": res.passed()}, indent=1))
-    os.replace(tmp, cfg.out / "demo.json")
+    store.write_json(cfg.out / "demo.json", asdict(res) | {"passed": res.passed()})
     return res
 
 
