@@ -72,6 +72,7 @@ class BuildResult:
     shards_reused: int = 0
     params: fx.IndexParams | None = None
     duplicates: dedup.DupSummary | None = None
+    index_build: dict | None = None  # ivfpq: plan, seconds and memory figures (manifest "index_build")
     seconds: float = 0.0
 
 
@@ -156,16 +157,66 @@ def assemble(index_dir: Path, chosen: dict[str, tuple[str, str]], order: dict[st
     params = fx.choose_params(len(items), dim, opts.index_type, nlist=opts.nlist, nprobe=opts.nprobe,
                               hnsw_m=opts.hnsw_m, ef_search=opts.ef_search)
 
-    def batches():
-        for key, _, emb in read_shards(shard_dir, keys):
-            yield emb[masks[key]]
+    def batches(skip: int = 0):
+        """The kept embeddings in row order from row ``skip`` on (earlier shards are not read)."""
+        start = 0
+        for key in keys:
+            n_key = int(masks[key].sum())
+            if start + n_key > skip:
+                _, _, emb = next(read_shards(shard_dir, [key]))
+                yield emb[masks[key]][max(0, skip - start):]
+            start += n_key
 
     train = None
     n_train = fx.train_sample_size(params)
     if n_train:
         pick = np.sort(np.random.default_rng(0).choice(len(items), min(n_train, len(items)), replace=False))
         train = _gather(batches(), pick)  # one streaming pass: never all vectors at once
-    return items, fx.build(params, batches(), train), params
+    base, params = _extendable_index(index_dir, items, params, opts)
+    with progress_bar(len(items), f"indexing {len(items)} vectors ({params.type})", enabled=opts.progress,
+                      unit="vectors") as adv:
+        done = [0]
+
+        def progress(at: int, _n: int) -> None:
+            adv(at - done[0])
+            done[0] = at
+
+        index = fx.build(params, batches, train, n=len(items), workdir=index_dir, base=base, progress=progress)
+    return items, index, params
+
+
+def _extendable_index(index_dir: Path, items, params: fx.IndexParams, opts: BuildOptions):
+    """(the index on disk, its params) when this build may extend it instead of rebuilding
+    (:func:`faiss_index.can_extend`: ivfpq, whose trained quantizer is reused and only the new
+    rows are added — ``index add``); else (None, ``params``). Needs a complete manifest whose
+    files are intact, the same index request, and the old rows an exact prefix of ``items``."""
+    import dataclasses
+
+    import pandas as pd
+
+    from audioaudit.faiss_ivfpq import MAX_GROWTH
+
+    if params.type not in fx.EXTENDABLE_TYPES:
+        return None, params
+    try:
+        man = json.loads((index_dir / schema.MANIFEST_FILE).read_text())
+        old = fx.IndexParams.from_dict(man["index"])
+        same = all(man.get("request", {}).get(k) == opts.request()[k] for k in ("index_type", "nlist"))
+        trained = (man.get("index_build") or {}).get("plan", {}).get("n", 0)
+        grows_ok = len(items) <= MAX_GROWTH * trained  # checked here before loading it for nothing
+        if not (same and old.type == params.type and grows_ok and _files_intact(index_dir, man)):
+            return None, params
+        cols = ["item_id", "sha256", "segment", "start", "end"]
+        prev = pd.read_parquet(index_dir / schema.ITEMS_FILE, columns=cols)
+        if len(prev) > len(items) or not all(np.array_equal(prev[c].to_numpy(), items[c].to_numpy()[: len(prev)])
+                                             for c in cols):
+            return None, params
+        base = fx.load(index_dir / schema.INDEX_FILE, old)
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None, params
+    if base.ntotal != len(prev) or not fx.can_extend(old, base, len(items)):
+        return None, params
+    return base, dataclasses.replace(old, nprobe=min(int(opts.nprobe), int(old.nlist)) if opts.nprobe else old.nprobe)
 
 
 def _gather(batches, pick: np.ndarray) -> np.ndarray:
@@ -239,9 +290,14 @@ def _check_existing(index_dir: Path, encoder, overwrite: bool) -> dict | None:
 
 
 def _wipe(index_dir: Path) -> None:
-    for name in (schema.INDEX_FILE, schema.ITEMS_FILE, schema.ENCODER_FILE, schema.MANIFEST_FILE,
+    import shutil
+
+    from audioaudit.faiss_ivfpq import BUILD_DIR
+
+    for name in (*fx.all_index_files(), schema.ITEMS_FILE, schema.ENCODER_FILE, schema.MANIFEST_FILE,
                  schema.REFERENCE_FILE, schema.DUPLICATES_FILE):
         (index_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(index_dir / BUILD_DIR, ignore_errors=True)
     for p in (index_dir / schema.SHARDS_DIR).glob("*.parquet"):
         p.unlink()
 
@@ -251,10 +307,15 @@ def _up_to_date(index_dir: Path, digest: str) -> dict | None:
         man = json.loads((index_dir / schema.MANIFEST_FILE).read_text())
     except (OSError, ValueError):
         return None
-    files = man.get("files", {})
-    same_files = all((index_dir / n).is_file() and (index_dir / n).stat().st_size == size for n, size in files.items())
-    ok = man.get("state") == "complete" and man.get("digest") == digest and files and same_files
+    ok = man.get("state") == "complete" and man.get("digest") == digest and _files_intact(index_dir, man)
     return man if ok else None
+
+
+def _files_intact(index_dir: Path, man: dict) -> bool:
+    """Every file the manifest lists (index.faiss, items.parquet, rerank.npy ...) has its size."""
+    files = man.get("files", {})
+    return bool(files) and all((index_dir / n).is_file() and (index_dir / n).stat().st_size == size
+                               for n, size in files.items())
 
 
 def run_build(index_dir: Path, encoder, spec: str | None, corpus_root: str, work: list[WorkItem],
@@ -306,6 +367,8 @@ def _finish(index_dir, encoder, spec, corpus_root, work, scan_skipped, match, me
     order = {it.item_id: n for n, it in enumerate(work)}
     items, index, params = assemble(index_dir, match.chosen, order, int(encoder.dim), opts)
     fx.save(index, index_dir / schema.INDEX_FILE)
+    for name in set(fx.all_index_files()) - set(fx.index_files(params)):
+        (index_dir / name).unlink(missing_ok=True)  # companions of a previous index type
     store.write_parquet(items, index_dir / schema.ITEMS_FILE)
     groups, ref = write_derived(index_dir, index, params, items, opts, corpus_root)
     used = sorted(set(k for k, _ in match.chosen.values()) | set(_skip_keys(match, metas)))
@@ -318,6 +381,7 @@ def _finish(index_dir, encoder, spec, corpus_root, work, scan_skipped, match, me
     res.clips, res.segments, res.skipped = int(items["item_id"].nunique()), len(items), skipped
     res.shards_reused = len(used) - res.shards_written
     res.params, res.duplicates = params, summ
+    res.index_build = fx.build_record(index)
     _write_manifest(index_dir, encoder, spec, corpus_root, match, scan_skipped, opts, res, used, len(ref))
     res.seconds = time.perf_counter() - t0
     return res
@@ -342,7 +406,7 @@ def _write_manifest(index_dir, encoder, spec, corpus_root, match, scan_skipped, 
         except ValueError:
             prev = {}
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    files = {n: (index_dir / n).stat().st_size for n in (schema.INDEX_FILE, schema.ITEMS_FILE)}
+    files = {n: (index_dir / n).stat().st_size for n in (*fx.index_files(res.params), schema.ITEMS_FILE)}
     store.write_json(index_dir / schema.MANIFEST_FILE, {
         "name": index_dir.name, "state": "complete", "corpus_root": corpus_root,
         "created": prev.get("created", now), "updated": now,
@@ -352,6 +416,7 @@ def _write_manifest(index_dir, encoder, spec, corpus_root, match, scan_skipped, 
                    "shards": len(used), "reference_items": n_ref},
         "index": res.params.as_dict(), "index_description": res.params.describe(), "request": opts.request(),
         "encoder": {"spec": spec, "name": getattr(encoder, "name", None)},
+        "index_build": res.index_build,
         "duplicates": asdict(res.duplicates), "skipped": res.skipped, "shards": used, "files": files,
         "build": {"shard_size": opts.shard_size, "batch_size": opts.batch_size, "workers": opts.n_workers()},
         "versions": _versions(),

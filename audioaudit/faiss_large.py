@@ -321,6 +321,9 @@ def train_index(xt: np.ndarray, plan: LargeIndexPlan, seed: int = 0):
         km.train(xt)
         centroids = km.centroids
     ivf.quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    n_pq = min(len(xt), PQ_TRAIN_MAX)
+    if n_pq < MIN_POINTS_PER_CENTROID * 2**plan.pq_bits:  # a small corpus: faiss would warn per sub-quantizer
+        faiss.downcast_index(ivf).pq.cp.min_points_per_centroid = max(1, n_pq // 2**plan.pq_bits)
     ivf.train(xt[sub()])  # the quantizer already holds nlist centroids: this trains the PQ only
     top.is_trained = True
     return index
@@ -497,14 +500,19 @@ class LargeIndex:
         if self.meta["plan"]["hnsw_quantizer"]:
             ps.set_index_parameter(self.index, "quantizer_efSearch", max(64, 2 * self.nprobe))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``rows``: search only these vector ids (a faiss IDSelector inside the inverted lists)."""
+        import faiss
+
         q = np.ascontiguousarray(queries, dtype=np.float32)
         kk = max(k, min(k * self.rerank_factor, MAX_CANDIDATES)) if self.rerank is not None else k
         # queries per batch: the gathered candidates (batch x kk x d floats) stay under ~64 MiB
         batch = max(1, min(256, (64 << 20) // (kk * q.shape[1] * 4)))
+        sel = None if rows is None else faiss.IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
+        sp = None if sel is None else faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe)
         sims, ids = [], []
         for s in range(0, len(q), batch):
-            dist, cand = self.index.search(q[s : s + batch], min(kk, self.ntotal))
+            dist, cand = self.index.search(q[s : s + batch], min(kk, self.ntotal), params=sp)
             if self.rerank is None:
                 sims.append(1.0 - dist[:, :k] / 2.0)   # ||x-y||^2 = 2 - 2cos on unit vectors
                 ids.append(cand[:, :k])

@@ -3,6 +3,8 @@
 Index directory ``index/NAME/``::
 
     index.faiss         the FAISS index; vector id == items.row
+    rerank.npy          ivfpq only: the raw (n, d) vectors, row == items.row, for exact re-ranking
+    large_index.json    ivfpq only: the IVF-PQ plan, build seconds and memory figures
     items.parquet       one row per segment (ITEM_COLUMNS + size, mtime_ns, pcm_hash: the
                         file's size/mtime fingerprint and the hash of its decoded PCM,
                         audioaudit.dedup.pcm_hash). ``path`` is relative to the corpus root;

@@ -71,4 +71,12 @@ class RerankStore:
         return out.astype(np.float32, copy=False)[inverse.reshape(-1)]
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:  # an index opened for an audit is never closed explicitly
+        try:
+            self.close()
+        except (OSError, AttributeError):
+            pass

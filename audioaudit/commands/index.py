@@ -34,7 +34,8 @@ def build_cmd(
     encoder: str = typer.Option(..., "--encoder", help="Encoder spec: mel, laion:PATH.pt, hf:DIR, finetuned:DIR, ..."),
     name: str = typer.Option(..., "--name", help="Index name (folder under --root)."),
     root: Path = typer.Option(Path("index"), "--root", help="Where indexes live."),
-    index_type: str = typer.Option("auto", "--index-type", help="auto | flat | ivf | hnsw (auto: flat up to 100k vectors)."),
+    index_type: str = typer.Option("auto", "--index-type", help="auto | flat | ivf | hnsw | ivfpq (auto: flat up to "
+                                   "100k vectors, ivfpq once the raw vectors pass 4 GiB, ivf between)."),
     nprobe: Optional[int] = typer.Option(None, "--nprobe", min=1, help="IVF cells visited per query."),
     nlist: Optional[int] = typer.Option(None, "--nlist", min=1, help="IVF cells (default ≈ 4·sqrt(n))."),
     ef_search: Optional[int] = typer.Option(None, "--ef-search", min=1, help="HNSW efSearch."),
@@ -123,6 +124,13 @@ def info_cmd(
     typer.echo(f"corpus      {m.get('corpus_root')}")
     typer.echo(f"clips       {c.get('clips')}   segments (vectors) {c.get('segments')}   shards {c.get('shards')}")
     typer.echo(f"type        {ix.params.describe()}   ntotal {ix.index.ntotal}")
+    b = m.get("index_build")
+    if b:  # ivfpq: what the streamed build cost
+        ext = b.get("extended")
+        typer.echo(f"ivfpq       {b['factory']} trained on {b['plan']['train_size']} of {b['plan']['n']} vectors"
+                   + (f", extended to {ext['to']}" if ext else "")
+                   + f"; build peak RSS {b['peak_rss'] / 2**30:.2f} GiB; index.faiss "
+                   f"{b['index_file_bytes'] / 2**20:.1f} MiB, rerank.npy {b['rerank_file_bytes'] / 2**20:.1f} MiB")
     typer.echo(f"encoder     {ix.encoder.get('spec') or ix.encoder.get('name')}")
     typer.echo(f"identity    {identity_key(ix.encoder['identity'])}")
     typer.echo(f"updated     {m.get('updated')}   (created {m.get('created')})")
