@@ -50,31 +50,46 @@ class Threshold:
     precision: float | None = None
     target_precision: float | None = None
     path: str | None = None
+    false_flag_rate: float | None = None  # on the calibration's novel clips (index calibration)
+    target_false_flag_rate: float | None = None
+    passed_over: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = {"value": self.value, "on": self.on, "source": self.source, "precision": self.precision,
              "target_precision": self.target_precision, "path": self.path}
+        if self.target_false_flag_rate is not None:
+            d |= {"false_flag_rate": self.false_flag_rate, "target_false_flag_rate": self.target_false_flag_rate}
+        if self.passed_over:
+            d["passed_over"] = self.passed_over
         if self.value is None:
             d["note"] = ("no threshold: pass --threshold, or calibrate the encoder; nothing is flagged, "
                          "only statistics are reported")
         return d
 
 
-def resolve_threshold(explicit: float | None, on: str, index_dir: Path, encoder_spec: str | None) -> Threshold:
-    """explicit > index calibration.json > fine-tuned encoder's calibration.json > none."""
+def resolve_threshold(explicit: float | None, on: str, index_dir: Path, encoder_spec: str | None,
+                      normalisation: str = "references") -> Threshold:
+    """explicit > index calibration.json > fine-tuned encoder's calibration.json > none.
+    A calibration made for another score normalisation (``references`` | ``background``)
+    is passed over: its threshold means something else."""
     if on not in ("score", "similarity"):
         raise UserError(f"--threshold-on must be 'score' or 'similarity' (got {on!r})")
     if explicit is not None:
         return Threshold(float(explicit), on, "explicit")
     candidates = [("index calibration", index_dir / schema.CALIBRATION_FILE)]
+    passed_over: list[str] = []
     if encoder_spec and encoder_spec.startswith("finetuned:"):
         candidates.append(("encoder calibration", Path(encoder_spec.split(":", 1)[1]) / schema.CALIBRATION_FILE))
     for source, path in candidates:
         cal = store.read_calibration(path)
+        if cal is not None and cal.get("score", "score") == "score" and cal.get("normalisation", "references") != normalisation:
+            passed_over.append(f"{path} (calibrated for {cal.get('normalisation', 'references')} normalisation)")
+            continue
         if cal is not None:
             return Threshold(float(cal["threshold"]), cal.get("score", "score"), source, cal.get("precision"),
-                             cal.get("target_precision"), str(path))
-    return Threshold(None)
+                             cal.get("target_precision"), str(path), cal.get("false_flag_rate"),
+                             cal.get("target_false_flag_rate"), passed_over)
+    return Threshold(None, passed_over=passed_over)
 
 
 # --------------------------------------------------------------------------- queries
@@ -229,6 +244,22 @@ def search_queries(ix: store.OpenIndex, qs: QuerySet, params: fx.IndexParams, sr
     return _concat(parts), fallback
 
 
+def score_queries(ix: store.OpenIndex, qs: QuerySet, params: fx.IndexParams, src: Sources, depth: int,
+                  same_class: bool, bg=None, exclude_bg: np.ndarray | None = None):
+    """(hits, same-class fallbacks, (Q, depth) sorted clip similarities, per-query background
+    level). The level is the mean of the ``k`` best background-set clips when the index has a
+    background set (:mod:`audioaudit.background`), else the 2nd–11th training sources (SSCD)."""
+    from audioaudit.neighbours import top_matrix
+
+    hits, fallback = search_queries(ix, qs, params, src, depth, same_class)
+    sims = top_matrix(hits, len(qs.table), depth)
+    if bg is not None:
+        background = bg.level(qs.vectors, qs.q_clip, len(qs.table), exclude=exclude_bg)
+    else:
+        background = scoring.background_level(sims).astype(np.float64)
+    return hits, fallback, sims, background
+
+
 # --------------------------------------------------------------------------- tables
 def _flags(sim: np.ndarray, score: np.ndarray, thr: Threshold) -> np.ndarray:
     if thr.value is None:
@@ -296,7 +327,7 @@ def reference_for(ix: store.OpenIndex, params: fx.IndexParams, src: Sources):
 
 
 def summarise(ix, qs: QuerySet, queries, matches, ref, thr: Threshold, src: Sources, opts: AuditOptions,
-              fallback: int, generated, out: Path) -> dict:
+              fallback: int, generated, out: Path, bg=None) -> dict:
     from audioaudit import stats
 
     sim1 = queries["top1_similarity"].to_numpy(dtype=float)
@@ -329,8 +360,15 @@ def summarise(ix, qs: QuerySet, queries, matches, ref, thr: Threshold, src: Sour
         "exact_copies": int(queries["exact_copy_of"].notna().sum()),
         "duplicates": {"groups": len(src.members), "items_in_groups": sum(len(m) for m in src.members.values())},
         "memorisation": stats.memorisation(src.sizes, copies) if thr.value is not None else None,
-        "score_normalisation": "similarity minus the mean similarity of the 2nd-11th training sources (SSCD)",
+        "score_normalisation": normalisation_note(bg),
     })
+
+
+def normalisation_note(bg) -> str:
+    if bg is None:
+        return "similarity minus the mean similarity of the 2nd-11th training sources (SSCD)"
+    return (f"similarity minus the mean similarity of the {bg.k} best of {bg.n_clips} background-set clips "
+            "(SSCD, Pizzi et al. 2022)")
 
 
 def _isna(v) -> bool:
@@ -364,8 +402,8 @@ def run_audit(generated, index_dir, out, *, encoder=None, opts: AuditOptions | N
     """Audit the folder ``generated`` against the index at ``index_dir``; write ``out``."""
     import pandas as pd
 
+    from audioaudit.background import load_background
     from audioaudit.build import load_stored_encoder
-    from audioaudit.neighbours import top_matrix
 
     opts = opts or AuditOptions()
     if opts.top_k < 1:
@@ -373,19 +411,19 @@ def run_audit(generated, index_dir, out, *, encoder=None, opts: AuditOptions | N
     ix = store.open_index(index_dir)
     encoder = encoder if encoder is not None else load_stored_encoder(ix.encoder, ix.dir)
     store.check_encoder(ix.encoder, encoder, ix.dir)
-    thr = resolve_threshold(opts.threshold, opts.threshold_on, ix.dir, ix.encoder.get("spec"))
+    bg = load_background(ix.dir, ix.encoder.get("identity"), ix.items.get("pcm_hash"))
+    thr = resolve_threshold(opts.threshold, opts.threshold_on, ix.dir, ix.encoder.get("spec"),
+                            normalisation="background" if bg is not None else "references")
     params = fx.with_overrides(ix.params, opts.nprobe, opts.ef_search)
     src = training_sources(ix)
     qs = load_queries(generated, encoder, opts)
     depth = max(opts.top_k, BACKGROUND_DEPTH)
-    hits, fallback = search_queries(ix, qs, params, src, depth, opts.same_class)
-    sims = top_matrix(hits, len(qs.table), depth)
-    background = scoring.background_level(sims).astype(np.float64)
+    hits, fallback, sims, background = score_queries(ix, qs, params, src, depth, opts.same_class, bg)
     matches = match_table(ix, qs, hits, src, background, opts.top_k, thr)
     queries = query_table(ix, qs, hits, src, matches, sims, background)
     ref = reference_for(ix, params, src)
     out = Path(out)
-    summary = summarise(ix, qs, queries, matches, ref, thr, src, opts, fallback, generated, out)
+    summary = summarise(ix, qs, queries, matches, ref, thr, src, opts, fallback, generated, out, bg)
     out.mkdir(parents=True, exist_ok=True)
     store.write_parquet(queries, out / schema.QUERIES_FILE)
     store.write_parquet(matches, out / schema.MATCHES_FILE)

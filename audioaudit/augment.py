@@ -328,9 +328,10 @@ def random_view(
     families: Sequence[str] | None = None,
     n_ops: tuple[int, int] = (1, 3),
     others: Sequence[np.ndarray] = (),
+    max_strength: float = 1.0,
 ) -> tuple[np.ndarray, list[str]]:
     """A random chain of ``n_ops`` (inclusive range) distinct families at uniform random
-    strengths, applied in the canonical order (edits → mix → filters → room → noise →
+    strengths in [0, ``max_strength``], applied in the canonical order (edits → mix → filters → room → noise →
     level → codec). Families needing ``others`` are left out when none are given.
     Returns the view and the names of the families applied, in order."""
     names = [f for f in (families or FAMILIES) if others or not FAMILIES[f].needs_others]
@@ -345,5 +346,5 @@ def random_view(
     chosen.sort(key=lambda f: FAMILIES[f].order)
     y = np.asarray(wave, dtype=np.float32)
     for f in chosen:
-        y = transform(y, sr, f, float(rng.random()), rng, others=others)
+        y = transform(y, sr, f, float(rng.random()) * max_strength, rng, others=others)
     return y, [str(f) for f in chosen]

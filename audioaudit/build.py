@@ -298,6 +298,11 @@ def _wipe(index_dir: Path) -> None:
                  schema.REFERENCE_FILE, schema.DUPLICATES_FILE):
         (index_dir / name).unlink(missing_ok=True)
     shutil.rmtree(index_dir / BUILD_DIR, ignore_errors=True)
+    # the background set and its calibration were made with the replaced encoder
+    from audioaudit.background import remove_background
+
+    remove_background(index_dir)
+    (index_dir / schema.CALIBRATION_FILE).unlink(missing_ok=True)
     for p in (index_dir / schema.SHARDS_DIR).glob("*.parquet"):
         p.unlink()
 

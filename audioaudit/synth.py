@@ -415,6 +415,11 @@ class CorpusInfo:
     skipped_classes: dict[str, str]
     train: list[str] = field(default_factory=list)  # paths, relative to root (posix)
     heldout: list[str] = field(default_factory=list)
+    background: list[str] = field(default_factory=list)
+
+    @property
+    def background_dir(self) -> str:
+        return os.path.join(self.root, "background")
 
     @property
     def train_dir(self) -> str:
@@ -465,13 +470,15 @@ def make_corpus(
     sample_rate: int = 16000,
     seed: int = 0,
     heldout_per_class: int = 0,
+    background_per_class: int = 0,
     progress: Callable[[], None] | None = None,
     verbose: bool = True,
 ) -> CorpusInfo:
-    """Write ``out_dir/train/<class>/*.wav`` (+ ``out_dir/heldout/<class>/*.wav``) and
-    ``out_dir/synth.json``. Deterministic for a seed; no two clips share their PCM."""
-    if per_class < 0 or heldout_per_class < 0:
-        raise ValueError("per_class and heldout_per_class must be >= 0")
+    """Write ``out_dir/train/<class>/*.wav`` (+ ``out_dir/heldout/<class>/*.wav``, + a
+    ``background/`` split: more clips of the same kinds, for score normalisation and
+    calibration) and ``out_dir/synth.json``. Deterministic for a seed; no two clips share their PCM."""
+    if min(per_class, heldout_per_class, background_per_class) < 0:
+        raise ValueError("per_class, heldout_per_class and background_per_class must be >= 0")
     lo, hi = float(seconds[0]), float(seconds[1])
     if not 0 < lo <= hi:
         raise ValueError(f"seconds must be 0 < min <= max, got {seconds}")
@@ -485,9 +492,11 @@ def make_corpus(
     info = CorpusInfo(str(root), sample_rate, seed, usable, skipped)
     info.train = _write_split(root, "train", usable, per_class, (lo, hi), sample_rate, seed, seen, progress)
     info.heldout = _write_split(root, "heldout", usable, heldout_per_class, (lo, hi), sample_rate, seed, seen, progress)
+    info.background = _write_split(root, "background", usable, background_per_class, (lo, hi), sample_rate, seed,
+                                   seen, progress)
     meta = {"seed": seed, "sample_rate": sample_rate, "seconds": [lo, hi], "per_class": per_class,
-            "heldout_per_class": heldout_per_class, "classes": usable, "skipped_classes": skipped,
-            "train": info.train, "heldout": info.heldout}
+            "heldout_per_class": heldout_per_class, "background_per_class": background_per_class, "classes": usable,
+            "skipped_classes": skipped, "train": info.train, "heldout": info.heldout, "background": info.background}
     tmp = root / f".synth.json.tmp{os.getpid()}"
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, root / "synth.json")

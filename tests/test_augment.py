@@ -133,3 +133,38 @@ def test_random_view_is_seeded_and_ordered():
     assert orders == sorted(orders)
     _, ops = A.random_view(x, SR, np.random.default_rng(0), families=["mix", "partial", "gain"], n_ops=(3, 3))
     assert ops == ["gain"]  # no pool of others: mixing families are left out
+
+
+def test_random_view_max_strength_scales_the_strengths(monkeypatch):
+    x = _tone()
+    seen = []
+    real = A.transform
+
+    def spy(wave, sr, family, strength, rng, *, others=()):
+        seen.append((family, strength))
+        return real(wave, sr, family, strength, rng, others=others)
+
+    monkeypatch.setattr(A, "transform", spy)
+
+    def first_ops(max_strength):
+        firsts = []
+        for seed in range(16):
+            seen.clear()
+            A.random_view(x, SR, np.random.default_rng(seed), families=A.STANDARD_FAMILIES, n_ops=(1, 2),
+                          others=_others(), max_strength=max_strength)
+            firsts.append(seen[0])
+            assert all(0 <= s <= max_strength for _, s in seen)
+        return firsts
+
+    full, half = first_ops(1.0), first_ops(0.5)
+    # the same draws, the strength halved (later ops' draws may differ: a transform's own
+    # random use can depend on its strength)
+    assert [f for f, _ in half] == [f for f, _ in full]
+    np.testing.assert_allclose([s for _, s in half], [0.5 * s for _, s in full])
+    assert max(s for _, s in full) > 0.5
+    assert all(s == 0.0 for _, s in first_ops(0.0))  # every family at its mild end
+    monkeypatch.setattr(A, "transform", real)
+    # max_strength=1 is the old behaviour, bit for bit
+    y1, _ = A.random_view(x, SR, np.random.default_rng(7), n_ops=(2, 2), others=_others())
+    y2, _ = A.random_view(x, SR, np.random.default_rng(7), n_ops=(2, 2), others=_others(), max_strength=1.0)
+    np.testing.assert_array_equal(y1, y2)

@@ -1,10 +1,9 @@
 """The reduced demo, end to end at the demo's calibrated threshold.
 
-Asserted: the pipeline runs, its printed figures are the ones in its run folders, every
-memorised clip is flagged, and planted copies are flagged far more often than held-out
-clips. Issue 8's full goals (planted recall >= 0.9 AND held-out false flags <= 0.05) are
-printed by the demo but not yet met reliably: the calibrated threshold lets 3-20 % of
-held-out synthetic clips through on the small demo corpus (see the issue's closing note)."""
+Asserted: the pipeline runs, its printed figures are the ones in its run folders, and issue
+8's acceptance holds at the calibrated threshold — planted-copy recall >= 0.9, held-out
+false flags <= 0.05, memorizer clips flagged >= 0.9 — with the threshold calibrated on the
+background set (not on the held-out clips it is judged by)."""
 import json
 import os
 import subprocess
@@ -30,10 +29,17 @@ def test_quick_demo_runs_and_separates_copies_from_novel_clips(tmp_path):
         assert int(q["flag"].sum()) == src["flagged"]
     assert res["threshold"] is not None, "the demo must flag at a calibrated threshold"
     assert res["memorizer_flag_rate"] >= 0.9, res
-    assert res["planted_recall"] >= 0.75, res
-    assert res["planted_recall"] >= res["heldout_false_flag_rate"] + 0.5, res
-    assert res["passed"] == (res["planted_recall"] >= 0.9 and res["heldout_false_flag_rate"] <= 0.05
-                             and res["memorizer_flag_rate"] >= 0.9)
+    assert res["planted_recall"] >= 0.9, res
+    assert res["heldout_false_flag_rate"] <= 0.05, res
+    assert res["passed"], res
+    # the threshold came from the index calibration on the background set
+    summary = json.loads((Path(res["sources"][0]["run_dir"]) / "summary.json").read_text())
+    assert summary["threshold"]["source"] == "index calibration"
+    assert "background" in summary["score_normalisation"]
+    cal = json.loads((out / "index" / "calibration.json").read_text())
+    assert cal["normalisation"] == "background" and cal["false_flag_rate"] <= cal["target_false_flag_rate"]
+    pooled = [p.name for p in (out / "detector" / "pool").rglob("*.wav")]
+    assert pooled and all(n.startswith(("train_", "background_")) for n in pooled)  # held-out never seen
     assert "recall on planted copies" in proc.stdout
     # one report covering the four runs, openable from disk
     html = (out / "report" / "index.html").read_text()

@@ -84,6 +84,27 @@ def test_view_cache_resumes_identically_and_lists_skipped(tmp_path):
         build_view_cache(tmp_path / "a", ["c0"], load, SR, fit_views, {"kind": "waveforms"}, ViewSettings(n_views=2))
 
 
+def test_view_cache_records_max_strength_only_when_set(tmp_path):
+    clips = _clips(4)
+    _cache(tmp_path / "d", clips)
+    assert "max_strength" not in json.loads((tmp_path / "d" / "manifest.json").read_text())
+    _cache(tmp_path / "h", clips, max_strength=0.5)
+    assert json.loads((tmp_path / "h" / "manifest.json").read_text())["max_strength"] == 0.5
+    with pytest.raises(UserError, match="other settings"):
+        _cache(tmp_path / "h", clips)  # a cache of milder views is not reused for the default
+    milder, full = load_view_cache(tmp_path / "h"), load_view_cache(tmp_path / "d")
+    np.testing.assert_array_equal(milder.data[:, 0], full.data[:, 0])  # the clean crops are the same
+
+
+def test_job_settings_name_the_views_only_when_not_default(tmp_path):
+    from audioaudit.finetune.pipeline import Job
+
+    job = dict(corpus=str(tmp_path), out_dir=tmp_path, recipe=get_recipe("infonce"))
+    assert "views" not in Job(**job).settings()
+    assert Job(**job, max_strength=0.5).settings()["views"] == {"families": None, "max_strength": 0.5}
+    assert Job(**job, families=("gain",)).settings()["views"] == {"families": ["gain"], "max_strength": 1.0}
+
+
 # --------------------------------------------------------------------------- training loop
 def _toy_task(recipe_name="infonce", **kw):
     # views = clip + a big nuisance confined to 8 of 24 dimensions (what an augmentation

@@ -70,6 +70,9 @@ def test_cli_head_on_mel_round_trips_and_resumes(corpus, tmp_path):
     np.testing.assert_allclose(enc.embed(_probe()), want, atol=1e-6)
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and all("pos_sim" in h for h in history)
+    # default view settings are not written down: caches and runs made before the options stay valid
+    assert "max_strength" not in json.loads((out / "cache" / "embeddings" / "manifest.json").read_text())
+    assert "views" not in json.loads((out / "run.json").read_text())
     # a rerun finds the finished run: nothing retrained, same weights
     before = file_sha256(out / "head.safetensors")
     r2 = CliRunner().invoke(app, args)
@@ -84,6 +87,32 @@ def test_cli_refuses_bad_arguments(corpus, tmp_path):
     assert r.exit_code != 0 and "--base" in str(r.exception)
     r = CliRunner().invoke(app, ["finetune", str(corpus), "--out", str(tmp_path / "x"), "--base", "mel", "--recipe", "nope"])
     assert r.exit_code != 0 and "unknown recipe" in str(r.exception)
+
+
+def test_cli_view_families_and_max_strength_reach_the_views_cache(corpus, tmp_path):
+    from audioaudit.augment import STANDARD_FAMILIES
+
+    out = tmp_path / "det"
+    common = ["finetune", str(corpus), "--base", "mel", "--out", str(out), "--views", "2", "--batch-size", "4",
+              "--epochs", "1", "--quiet", "--no-calibrate"]
+    r = CliRunner().invoke(app, [*common, "--families", "standard", "--max-strength", "0.5"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "cache" / "embeddings" / "manifest.json").read_text())
+    assert m["max_strength"] == 0.5 and m["families"] == list(STANDARD_FAMILIES)
+    assert json.loads((out / "run.json").read_text())["views"] == {"families": list(STANDARD_FAMILIES),
+                                                                   "max_strength": 0.5}
+    # the same folder with the default views is another run: refused, naming what differs
+    r = CliRunner().invoke(app, common)
+    assert r.exit_code != 0 and "(views differ)" in str(r.exception)
+    r = CliRunner().invoke(app, [*common[:5], str(tmp_path / "x"), *common[6:], "--families", "gain, mp3"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "x" / "run.json").read_text())["views"] == {"families": ["gain", "mp3"],
+                                                                             "max_strength": 1.0}
+    r = CliRunner().invoke(app, [*common[:5], str(tmp_path / "y"), *common[6:], "--families", "gain,bogus"])
+    assert r.exit_code != 0 and "--families: unknown bogus" in str(r.exception) and "mp3" in str(r.exception)
+    assert not (tmp_path / "y").exists()
+    r = CliRunner().invoke(app, [*common[:5], str(tmp_path / "z"), *common[6:], "--max-strength", "1.5"])
+    assert r.exit_code == 2 and not (tmp_path / "z").exists()
 
 
 @pytest.mark.parametrize("arch", [TINY_CONV, TINY_HTSAT], ids=["conv", "htsat"])

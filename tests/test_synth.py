@@ -97,3 +97,36 @@ def test_speech_clips_differ_and_are_voiced():
     b = synth.synthesize("speech", np.random.default_rng(2), 2.0)
     assert a.shape == b.shape == (32000,)
     assert (np.abs(a) > 0.01).mean() > 0.1 and not np.allclose(a, b)
+
+
+def test_background_split_is_distinct_and_listed(tmp_path):
+    classes = ["impact", "bell"]
+    info = synth.make_corpus(tmp_path / "a", classes=classes, per_class=2, heldout_per_class=1, background_per_class=2,
+                             seconds=(0.5, 0.5), seed=2, verbose=False)
+    assert len(info.background) == 4 and info.background_dir == str(tmp_path / "a" / "background")
+    assert sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a" / "background").rglob("*.wav")) \
+        == sorted(info.background)
+    assert {r.split("/")[:2][1] for r in info.background} == set(classes)
+    shas = [_pcm_sha(tmp_path / "a" / r) for r in info.train + info.heldout + info.background]
+    assert len(set(shas)) == len(shas)  # background clips are not in train or held-out
+    meta = json.loads((tmp_path / "a" / "synth.json").read_text())
+    assert meta["background"] == info.background and meta["background_per_class"] == 2
+    # adding a background split leaves the train and held-out clips as they were
+    plain = synth.make_corpus(tmp_path / "b", classes=classes, per_class=2, heldout_per_class=1, seconds=(0.5, 0.5),
+                              seed=2, verbose=False)
+    assert [_pcm_sha(tmp_path / "b" / r) for r in plain.train + plain.heldout] == shas[:6]
+    assert plain.background == [] and not (tmp_path / "b" / "background").exists()
+    with pytest.raises(ValueError, match="background_per_class"):
+        synth.make_corpus(tmp_path / "c", classes=classes, per_class=1, background_per_class=-1, verbose=False)
+
+
+def test_synth_cli_background_per_class(tmp_path):
+    from typer.testing import CliRunner
+
+    from audioaudit.cli import app
+
+    r = CliRunner().invoke(app, ["synth", str(tmp_path), "--per-class", "1", "--background-per-class", "2",
+                                 "--class", "bell", "--class", "siren", "--min-seconds", "0.5", "--max-seconds", "0.5"])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "background").rglob("*.wav"))) == 4
+    assert len(json.loads((tmp_path / "synth.json").read_text())["background"]) == 4

@@ -15,6 +15,8 @@ def synth_cmd(
     out: Path = typer.Argument(..., help="Folder to write the corpus into (train/<class>/*.wav, heldout/<class>/*.wav)."),
     per_class: int = typer.Option(20, "--per-class", help="Training clips per class."),
     heldout_per_class: int = typer.Option(0, "--heldout-per-class", help="Held-out clips per class."),
+    background_per_class: int = typer.Option(0, "--background-per-class", help="Background-set clips per class "
+                                             "(background/: for `audioaudit index background`)."),
     classes: Optional[List[str]] = typer.Option(None, "--class", help="Only these classes (repeat); default all."),
     min_seconds: float = typer.Option(2.0, "--min-seconds"),
     max_seconds: float = typer.Option(4.0, "--max-seconds"),
@@ -35,11 +37,12 @@ def synth_cmd(
         raise UserError(str(e)) from None
     if min_seconds <= 0 or max_seconds < min_seconds:
         raise UserError(f"--min-seconds/--max-seconds must satisfy 0 < min <= max (got {min_seconds}, {max_seconds})")
-    total = len(usable) * (per_class + heldout_per_class)
+    total = len(usable) * (per_class + heldout_per_class + background_per_class)
     with Progress(transient=True) as bar:
         task = bar.add_task("synthesising", total=total)
         info = synth.make_corpus(out, classes=classes or None, per_class=per_class, seconds=(min_seconds, max_seconds),
                                  sample_rate=sample_rate, seed=seed, heldout_per_class=heldout_per_class,
+                                 background_per_class=background_per_class,
                                  progress=lambda: bar.advance(task))
     Console().print(f"wrote {len(info.train)} train + {len(info.heldout)} held-out clips "
                     f"({len(info.classes)} classes: {', '.join(info.classes)}) to {out}")

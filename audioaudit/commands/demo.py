@@ -32,7 +32,8 @@ def demo_cmd(
         table.add_row(f.source, f.kind, str(f.audited), str(f.flagged), f"{f.rate:.3f}")
     console.print(table)
     thr = "none" if res.threshold is None else f"{res.threshold:.3f} on {res.threshold_on}"
-    prec = "" if res.precision is None else f" (calibrated precision {res.precision:.3f})"
+    prec = ("" if res.calibrated_false_flag_rate is None
+            else f" (false flags {res.calibrated_false_flag_rate:.3f} on the background clips it was calibrated on)")
     console.print(f"threshold: {thr}{prec}")
     console.print(f"recall on planted copies: {res.planted_recall:.3f} (goal ≥ 0.90)")
     console.print(f"false flags on held-out clips: {res.heldout_false_flag_rate:.3f} (goal ≤ 0.05)")

@@ -28,6 +28,10 @@ def finetune_cmd(
     margin: Optional[float] = typer.Option(None, "--margin", help="Triplet margin (default 0.2)."),
     seed: int = typer.Option(0, "--seed"),
     from_scratch: Optional[str] = typer.Option(None, "--from-scratch", help=SCRATCH_HELP),
+    families: Optional[str] = typer.Option(None, "--families", help="Comma-separated transformation families of the "
+                                           "training views ('standard' = the 15 standard ones; default: all 17)."),
+    max_strength: float = typer.Option(1.0, "--max-strength", min=0.0, max=1.0, help="Views' strengths from "
+                                       "U(0, this): the transformation range the detector should see through."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     no_calibrate: bool = typer.Option(False, "--no-calibrate", help="Skip threshold calibration after training."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -56,7 +60,7 @@ def finetune_cmd(
     except (ValueError, TypeError) as e:
         raise UserError(str(e)) from None
     job = Job(corpus=str(corpus), out_dir=out, recipe=rec, base=base, scratch=scratch, n_views=views,
-              quiet=quiet, device=device)
+              quiet=quiet, device=device, families=_families(families), max_strength=max_strength)
     res = run_finetune(job, log=console.print)
     for path, reason in res.skipped.items():
         console.print(f"[yellow]skipped[/] {path}: {reason}")
@@ -67,6 +71,21 @@ def finetune_cmd(
     if not no_calibrate:
         _calibrate(res, corpus, console)
     console.print(f"encoder spec: [bold]{res.spec}[/]")
+
+
+def _families(value: str | None) -> tuple[str, ...] | None:
+    from audioaudit.augment import FAMILIES, STANDARD_FAMILIES
+    from audioaudit.errors import UserError
+
+    if not value:
+        return None
+    if value.strip() == "standard":
+        return tuple(STANDARD_FAMILIES)
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown:
+        raise UserError(f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+    return names
 
 
 def _scratch_config(value: str) -> dict:

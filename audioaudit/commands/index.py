@@ -53,6 +53,11 @@ def build_cmd(
                                "needs audioaudit[distributed])."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0, help="GPUs per Ray embedding actor."),
+    background: Optional[Path] = typer.Option(None, "--background", help="Folder of clips of the same kind that are "
+                                              "NOT in the corpus: score normalisation + threshold calibration "
+                                              "(see `audioaudit index background`)."),
+    target_ffr: float = typer.Option(0.01, "--target-ffr", help="With --background: false-flag rate on novel clips "
+                                     "the calibrated threshold allows."),
 ) -> None:
     """Embed every clip and window of CORPUS into index/NAME (resumable; reruns do only new work)."""
     from audioaudit import store
@@ -61,6 +66,10 @@ def build_cmd(
 
     from audioaudit.errors import UserError, require
 
+    if not 0 <= target_ffr < 1:
+        raise UserError(f"--target-ffr must be in [0, 1) (got {target_ffr})")
+    if background is not None and not background.is_dir():
+        raise UserError(f"{background}: background folder not found")
     if engine not in ("local", "ray"):
         raise UserError(f"--engine must be local or ray (got {engine!r})")
     if engine == "ray":
@@ -83,6 +92,47 @@ def build_cmd(
     except KeyboardInterrupt:
         _interrupted(index_dir)
     _print_result(res, "built")
+    if background is not None:
+        _add_background(index_dir, background, enc, k=3, target_ffr=target_ffr, calibrate=True, progress=progress)
+
+
+def _add_background(index_dir: Path, folder: Path, enc, *, k: int, target_ffr: float, calibrate: bool,
+                    progress: bool) -> None:
+    from audioaudit.background import build_background
+
+    bg = build_background(index_dir, folder, enc, k=k, progress=progress, workers=None)
+    left = len(bg.meta["in_training_set"])
+    typer.echo(f"background set: {bg.n_clips} clips ({len(bg.vectors)} windows), k={bg.k}"
+               + (f"; {left} clips left out: the training set holds the same audio" if left else "")
+               + (f"; {len(bg.meta['skipped'])} unreadable" if bg.meta["skipped"] else ""))
+    if calibrate:
+        from audioaudit.calibrate_index import calibrate_index
+
+        cal = calibrate_index(index_dir, enc, target_false_flag_rate=target_ffr, progress=progress)
+        lo, hi = cal.false_flag_rate_ci
+        typer.echo(f"calibrated threshold {cal.threshold:.4f} on the score: false flags {cal.false_flag_rate:.3f} "
+                   f"(95% CI {lo:.3f}-{hi:.3f}, target {cal.target_false_flag_rate:.3f}) on {cal.n_negative} "
+                   f"background clips; recall {cal.recall:.3f} on {cal.n_positive} augmented training clips")
+
+
+def background_cmd(
+    name: str = typer.Argument(..., help="Index name or directory."),
+    folder: Path = typer.Argument(..., help="Clips of the same kind as the corpus that are not in it."),
+    root: Path = typer.Option(Path("index"), "--root"),
+    k: int = typer.Option(3, "--k", min=1, help="Background clips averaged per query."),
+    target_ffr: float = typer.Option(0.01, "--target-ffr", help="False-flag rate on novel clips for the threshold."),
+    no_calibrate: bool = typer.Option(False, "--no-calibrate", help="Only embed the set; keep any calibration."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Add (or replace) the index's background set: scores become similarity minus the mean of
+    the K best background clips, and the threshold is calibrated for a false-flag rate on them."""
+    from audioaudit import store
+    from audioaudit.build import load_stored_encoder
+
+    index_dir = store.resolve_index_dir(name, root)
+    ix = store.open_index(index_dir, load_faiss=False)
+    enc = load_stored_encoder(ix.encoder, ix.dir)
+    _add_background(index_dir, folder, enc, k=k, target_ffr=target_ffr, calibrate=not no_calibrate, progress=progress)
 
 
 def add_cmd(
@@ -106,6 +156,15 @@ def add_cmd(
     except KeyboardInterrupt:
         _interrupted(index_dir)
     _print_result(res, "updated")
+    cal = store.read_calibration(index_dir / "calibration.json")
+    if cal is not None and cal.get("normalisation") == "background" and not res.up_to_date:
+        from audioaudit.build import load_stored_encoder
+        from audioaudit.calibrate_index import calibrate_index
+
+        ix = store.open_index(index_dir, load_faiss=False)
+        new = calibrate_index(index_dir, load_stored_encoder(ix.encoder, ix.dir),
+                              target_false_flag_rate=cal["target_false_flag_rate"])
+        typer.echo(f"recalibrated on the background set: threshold {cal['threshold']:.4f} -> {new.threshold:.4f}")
 
 
 def info_cmd(
@@ -140,6 +199,16 @@ def info_cmd(
         typer.echo(f"  {s.get('path')}: [{s.get('kind')}] {s.get('reason')}")
     if len(skipped) > max_list:
         typer.echo(f"  ... and {len(skipped) - max_list} more (manifest.json lists all)")
+    from audioaudit.background import load_background
+
+    bg = load_background(ix.dir, None, ix.items.get("pcm_hash"))
+    typer.echo("background  " + (f"{bg.n_clips} clips, k={bg.k} ({bg.meta.get('folder')})" if bg else
+                                 "none (scores normalised by the 2nd-11th training sources)"))
+    cal = store.read_calibration(ix.dir / "calibration.json")
+    if cal:
+        typer.echo(f"threshold   {cal['threshold']:.4f} on the {cal.get('score', 'score')}"
+                   + (f" (false flags {cal['false_flag_rate']:.3f} on background clips, target "
+                      f"{cal['target_false_flag_rate']:.3f})" if "false_flag_rate" in cal else ""))
     print_groups(ix.duplicates, total_files=c.get("clips"), limit=max_list)
 
 
@@ -148,6 +217,7 @@ def register(app: typer.Typer) -> None:
     ix.command("build")(build_cmd)
     ix.command("add")(add_cmd)
     ix.command("info")(info_cmd)
+    ix.command("background")(background_cmd)
 
     @ix.command("dedup")
     def index_dedup(name: str = typer.Argument(...), root: Path = typer.Option(Path("index"), "--root"),

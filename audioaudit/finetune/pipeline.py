@@ -52,10 +52,15 @@ class Job:
     n_views: int = 8
     quiet: bool = False
     device: str = "cpu"
+    families: tuple[str, ...] | None = None  # transformation families of the views (None: all)
+    max_strength: float = 1.0  # views' strengths from U(0, max_strength)
 
     def settings(self) -> dict:
-        return {"corpus": str(Path(self.corpus).resolve()), "base": self.base, "scratch": self.scratch,
-                "recipe": self.recipe.to_dict(), "n_views": self.n_views}
+        s = {"corpus": str(Path(self.corpus).resolve()), "base": self.base, "scratch": self.scratch,
+             "recipe": self.recipe.to_dict(), "n_views": self.n_views}
+        if self.families is not None or self.max_strength != 1.0:  # absent when default: older runs resume
+            s["views"] = {"families": list(self.families) if self.families else None, "max_strength": self.max_strength}
+        return s
 
 
 def _check_run(job: Job) -> None:
@@ -64,8 +69,9 @@ def _check_run(job: Job) -> None:
     p = job.out_dir / "run.json"
     if p.exists():
         old = json.loads(p.read_text())
-        if old != json.loads(json.dumps(job.settings())):
-            diff = [k for k in job.settings() if old.get(k) != json.loads(json.dumps(job.settings()))[k]]
+        new = json.loads(json.dumps(job.settings()))
+        if old != new:
+            diff = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
             raise UserError(f"{job.out_dir} holds a fine-tuning run with other settings ({', '.join(diff)} differ); "
                             "pass another --out, or delete that folder to start over")
     ck.atomic_json(p, job.settings())
@@ -96,7 +102,8 @@ def _build_cache(job: Job, items, sr: int, featurize, ident: dict, length: int, 
     from audioaudit.finetune.trainer import _progress
 
     t0 = time.perf_counter()
-    settings = ViewSettings(n_views=job.n_views, seed=job.recipe.seed, length=length)
+    settings = ViewSettings(n_views=job.n_views, seed=job.recipe.seed, length=length,
+                            families=tuple(job.families) if job.families else None, max_strength=job.max_strength)
     cache_dir = job.out_dir / "cache" / ("embeddings" if ident.get("kind") != "waveforms" else "waveforms")
     with _progress(job.quiet) as bar:
         t = bar.add_task(f"views cache ({job.n_views} views/clip)", total=len(items))

@@ -35,6 +35,7 @@ class ViewSettings:
     seed: int = 0
     n_ops: tuple[int, int] = (1, 3)
     families: tuple[str, ...] | None = None
+    max_strength: float = 1.0  # strengths drawn from U(0, max_strength) (augment.random_view)
     length: int = 0  # samples per view fed to the featurizer (a crop of the clip)
     shard_size: int = 64
 
@@ -79,7 +80,8 @@ def render_views(
     base = _crop(wave, settings.length, rng)
     views = [base]
     for _ in range(settings.n_views):
-        v, _ops = random_view(base, sr, rng, families=settings.families, n_ops=settings.n_ops, others=others)
+        v, _ops = random_view(base, sr, rng, families=settings.families, n_ops=settings.n_ops, others=others,
+                             max_strength=settings.max_strength)
         views.append(v[: settings.length] if settings.length > 0 else v)
     return views
 
@@ -123,6 +125,8 @@ def build_view_cache(
         "families": list(settings.families) if settings.families else None, "length": settings.length,
         "shard_size": settings.shard_size,
     }  # fmt: skip
+    if settings.max_strength != 1.0:  # only when set: caches made before the option stay valid
+        manifest["max_strength"] = settings.max_strength
     _check_manifest(out, manifest)
     skipped: dict[str, str] = {}
     for s0 in range(0, len(clip_ids), settings.shard_size):
