@@ -53,6 +53,7 @@ class Threshold:
     false_flag_rate: float | None = None  # on the calibration's novel clips (index calibration)
     target_false_flag_rate: float | None = None
     passed_over: list[str] = field(default_factory=list)
+    similarity_floor: float | None = None  # also flag at raw similarity >= this (index calibration)
 
     def as_dict(self) -> dict:
         d = {"value": self.value, "on": self.on, "source": self.source, "precision": self.precision,
@@ -61,6 +62,8 @@ class Threshold:
             d |= {"false_flag_rate": self.false_flag_rate, "target_false_flag_rate": self.target_false_flag_rate}
         if self.passed_over:
             d["passed_over"] = self.passed_over
+        if self.similarity_floor is not None:
+            d["similarity_floor"] = self.similarity_floor
         if self.value is None:
             d["note"] = ("no threshold: pass --threshold, or calibrate the encoder; nothing is flagged, "
                          "only statistics are reported")
@@ -88,7 +91,8 @@ def resolve_threshold(explicit: float | None, on: str, index_dir: Path, encoder_
         if cal is not None:
             return Threshold(float(cal["threshold"]), cal.get("score", "score"), source, cal.get("precision"),
                              cal.get("target_precision"), str(path), cal.get("false_flag_rate"),
-                             cal.get("target_false_flag_rate"), passed_over)
+                             cal.get("target_false_flag_rate"), passed_over,
+                             cal.get("similarity_floor") if cal.get("score", "score") == "score" else None)
     return Threshold(None, passed_over=passed_over)
 
 
@@ -264,7 +268,10 @@ def score_queries(ix: store.OpenIndex, qs: QuerySet, params: fx.IndexParams, src
 def _flags(sim: np.ndarray, score: np.ndarray, thr: Threshold) -> np.ndarray:
     if thr.value is None:
         return np.zeros(len(sim), dtype=bool)
-    return np.nan_to_num(score if thr.on == "score" else sim, nan=-np.inf) >= thr.value
+    flag = np.nan_to_num(score if thr.on == "score" else sim, nan=-np.inf) >= thr.value
+    if thr.similarity_floor is not None:  # a near-exact copy is one however crowded its neighbourhood
+        flag |= np.nan_to_num(sim, nan=-np.inf) >= thr.similarity_floor
+    return flag
 
 
 def match_table(ix, qs: QuerySet, hits, src: Sources, background: np.ndarray, top_k: int, thr: Threshold):

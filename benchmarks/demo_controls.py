@@ -102,6 +102,11 @@ def main(argv=None) -> int:
     use_score = cal.get("score", "score") == "score"
     n_, p_ = (neg, pos) if use_score else (neg_sim, pos_sim)
     thr = float(cal["threshold"])
+    floor = cal.get("similarity_floor")
+    if floor is not None and use_score:  # flagged too: raw similarity above every background clip's
+        lift = thr - min(n_.min(), p_.min()) + 1.0
+        n_, p_ = np.where(neg_sim >= floor, n_ + lift, n_), np.where(pos_sim >= floor, p_ + lift, p_)
+        print(f"similarity floor {floor:.3f}: clips above it count as flagged")
     print(f"{demo}: {len(train)} train clips; {len(held)} novel clips, {len(copies)} planted copies")
     print(f"normalisation: {'background set of %d clips, k=%d' % (bg.n_clips, bg.k) if bg is not None else 'references'}")
     print(f"calibrated threshold {thr:.3f} on {cal.get('score')} ({cal_file}): false flags {np.mean(n_ >= thr):.3f}, "

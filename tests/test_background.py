@@ -220,6 +220,19 @@ def test_calibration_sets_the_false_flag_rate_on_the_background(world, mel):
     assert cal["false_flag_rate"] <= TARGET
     lo, hi = cal["false_flag_rate_ci"]
     assert lo <= cal["false_flag_rate"] <= hi
+    # near-exact copies are flagged on raw similarity above every negative's
+    assert top1.max() < cal["similarity_floor"] <= top1.max() + 1e-5
+
+
+def test_similarity_floor_flags_near_exact_copies_the_score_misses():
+    from audioaudit.audit import Threshold, _flags
+
+    sim, score = np.array([0.999, 0.999, 0.80, np.nan]), np.array([0.10, 0.50, 0.10, np.nan])
+    thr = Threshold(0.3, "score", "index calibration")
+    assert _flags(sim, score, thr).tolist() == [False, True, False, False]
+    thr.similarity_floor = 0.99
+    assert _flags(sim, score, thr).tolist() == [True, True, False, False]
+    assert thr.as_dict()["similarity_floor"] == 0.99
 
 
 def test_reference_calibration_is_passed_over_with_a_background_and_used_without(world, tmp_path):

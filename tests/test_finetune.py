@@ -179,3 +179,23 @@ def test_waveform_rows_are_cropped_inside_valid_spans():
     task = ViewTask(data, [None] * 3, get_recipe("infonce"), lengths=lengths, min_crop=20)
     rows = task._rows(np.array([0, 1, 2]), np.array([1, 1, 0]), np.random.default_rng(0))
     assert rows.shape[1] <= 50 and torch.all(rows == 1.0)
+
+
+def test_epoch_order_class_batches_groups_same_kind_clips():
+    import numpy as np
+
+    from audioaudit.finetune.trainer import epoch_order
+
+    labels = [f"c{i % 5}" for i in range(100)]
+    ids = np.arange(100)
+    plain = epoch_order(ids, labels, 20, 0, np.random.default_rng(0))
+    assert sorted(plain.tolist()) == list(range(100))
+    order = epoch_order(ids, labels, 20, 2, np.random.default_rng(0))
+    assert sorted(order.tolist()) == list(range(100))  # every clip once
+    classes_per_batch = [len({labels[i] for i in order[s : s + 20]}) for s in range(0, 100, 20)]
+    assert max(classes_per_batch) <= 3 and np.mean(classes_per_batch) < 3  # random batches hold ~5
+    assert np.mean([len({labels[i] for i in plain[s : s + 20]}) for s in range(0, 100, 20)]) > 4
+    # unlabelled clips: a plain shuffle
+    assert sorted(epoch_order(ids, [None] * 100, 20, 2, np.random.default_rng(0)).tolist()) == list(range(100))
+    # deterministic per rng state
+    assert (epoch_order(ids, labels, 20, 2, np.random.default_rng(3)) == epoch_order(ids, labels, 20, 2, np.random.default_rng(3))).all()

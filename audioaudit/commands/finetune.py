@@ -26,6 +26,8 @@ def finetune_cmd(
     tau: Optional[float] = typer.Option(None, "--tau", help="InfoNCE temperature (default 0.05; 0.07 scratch)."),
     koleo: Optional[float] = typer.Option(None, "--koleo", help="KoLeo weight λ, infonce (default 30 as SSCD; 5 scratch)."),
     margin: Optional[float] = typer.Option(None, "--margin", help="Triplet margin (default 0.2)."),
+    class_batches: int = typer.Option(0, "--class-batches", min=0, help="Batches drawn from about this many "
+                                      "classes (same-kind hard negatives; 0: random batches). Needs class folders."),
     seed: int = typer.Option(0, "--seed"),
     from_scratch: Optional[str] = typer.Option(None, "--from-scratch", help=SCRATCH_HELP),
     families: Optional[str] = typer.Option(None, "--families", help="Comma-separated transformation families of the "
@@ -55,7 +57,7 @@ def finetune_cmd(
         raise UserError(f"--views must be >= 1 (got {views})")
     try:
         given = dict(epochs=epochs, batch_size=batch_size, lr=lr, tau=tau, koleo_weight=koleo, margin=margin,
-                     unfreeze_top=unfreeze_top, seed=seed)
+                     unfreeze_top=unfreeze_top, seed=seed, class_batches=class_batches or None)
         rec = get_recipe(recipe, **{**mode_defaults(mode), **{k: v for k, v in given.items() if v is not None}})
     except (ValueError, TypeError) as e:
         raise UserError(str(e)) from None

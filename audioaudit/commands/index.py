@@ -112,7 +112,8 @@ def _add_background(index_dir: Path, folder: Path, enc, *, k: int, target_ffr: f
         lo, hi = cal.false_flag_rate_ci
         typer.echo(f"calibrated threshold {cal.threshold:.4f} on the score: false flags {cal.false_flag_rate:.3f} "
                    f"(95% CI {lo:.3f}-{hi:.3f}, target {cal.target_false_flag_rate:.3f}) on {cal.n_negative} "
-                   f"background clips; recall {cal.recall:.3f} on {cal.n_positive} augmented training clips")
+                   f"background clips; recall {cal.recall:.3f} on {cal.n_positive} augmented training clips; "
+                   f"also flagged: similarity >= {cal.similarity_floor:.4f}")
 
 
 def background_cmd(

@@ -32,9 +32,13 @@ class Recipe:
     unfreeze_top: int = 0
     val_fraction: float = 0.1
     seed: int = 0
+    class_batches: int = 0  # >0: each batch draws from about this many classes (hard negatives)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.class_batches:  # absent when off: runs saved before the option still resume
+            d.pop("class_batches")
+        return d
 
 
 def get_recipe(name: str, **overrides) -> Recipe:

@@ -180,7 +180,7 @@ def fit(
 def _run_epoch(model, task, opt, rng, step0, total, steps, bar, job) -> float:
     r = task.recipe
     model.train()
-    order = rng.permutation(task.train_ids)
+    order = epoch_order(task.train_ids, task.labels, r.batch_size, r.class_batches, rng)
     losses = []
     for s in range(steps):
         idx = order[s * r.batch_size : (s + 1) * r.batch_size]
@@ -195,6 +195,26 @@ def _run_epoch(model, task, opt, rng, step0, total, steps, bar, job) -> float:
         losses.append(loss.item())
         bar.advance(job)
     return float(np.mean(losses)) if losses else float("nan")
+
+
+def epoch_order(ids: np.ndarray, labels: list, batch_size: int, class_batches: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """Clip order of one epoch. ``class_batches`` > 0: clips are shuffled within their class and
+    cut into runs of ``batch_size // class_batches``, and the runs are shuffled, so a batch
+    holds clips of about ``class_batches`` classes and most in-batch InfoNCE negatives are
+    clips of the same kind — the hard negatives a copy detector must tell apart (cf. the
+    hard-negative batches of Pizzi et al. 2022 §4 and Schroff et al. 2015 §3.2)."""
+    if class_batches <= 0 or all(labels[i] is None for i in ids):
+        return rng.permutation(ids)
+    per = max(2, batch_size // class_batches)
+    by: dict = {}
+    for i in ids:
+        by.setdefault(str(labels[i]), []).append(int(i))
+    runs = []
+    for lab in sorted(by):
+        members = rng.permutation(by[lab])
+        runs += [members[j : j + per] for j in range(0, len(members), per)]
+    return np.concatenate([runs[k] for k in rng.permutation(len(runs))]).astype(ids.dtype)
 
 
 def _describe(row: dict) -> str:
