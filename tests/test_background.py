@@ -316,3 +316,22 @@ def test_multi_window_clips_use_the_best_window_pair(world, tmp_path):
     np.testing.assert_allclose(q["background"], np.sort(sim, axis=1)[:, ::-1][:, :2].mean(axis=1), rtol=1e-5, atol=1e-6)
     assert "2 best of 12" in res.summary["score_normalisation"]
     assert res.summary["threshold"]["source"] == "none"  # not calibrated: build_background alone does not
+
+
+def test_calibration_on_a_folder_of_novel_clips(world, mel, tmp_path):
+    """--negatives: the threshold is set on novel clips scored as the audit scores them
+    (top-1 training similarity minus the mean of the 3 best background clips, none left out)."""
+    d = tmp_path / "ix"
+    shutil.copytree(world["ix"], d)
+    novel = sorted((world["base"] / "c" / "heldout").rglob("*.wav"))
+    out = cli("index", "background", d, world["bg"], "--root", tmp_path, "--negatives", world["base"] / "c" / "heldout",
+              "--target-ffr", "0.25", "--no-progress")
+    assert "on 4 novel clips" in out
+    cal = json.loads((d / schema.CALIBRATION_FILE).read_text())
+    assert cal["n_negative"] == len(novel) == 4
+    assert cal["settings"]["negatives_folder"] == str((world["base"] / "c" / "heldout").resolve())
+    train = sorted((world["base"] / "c" / "train").rglob("*.wav"))
+    bg = _clip_sim(mel, novel, _bg_clip_paths(world))
+    neg = _clip_sim(mel, novel, train).max(axis=1) - np.sort(bg, axis=1)[:, ::-1][:, :3].mean(axis=1)
+    assert cal["threshold"] == pytest.approx(ffr_threshold(neg, 0.25), abs=1e-5)
+    assert cal["false_flag_rate"] <= 0.25

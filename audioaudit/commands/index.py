@@ -97,7 +97,7 @@ def build_cmd(
 
 
 def _add_background(index_dir: Path, folder: Path, enc, *, k: int, target_ffr: float, calibrate: bool,
-                    progress: bool) -> None:
+                    progress: bool, negatives: Path | None = None) -> None:
     from audioaudit.background import build_background
 
     bg = build_background(index_dir, folder, enc, k=k, progress=progress, workers=None)
@@ -108,11 +108,12 @@ def _add_background(index_dir: Path, folder: Path, enc, *, k: int, target_ffr: f
     if calibrate:
         from audioaudit.calibrate_index import calibrate_index
 
-        cal = calibrate_index(index_dir, enc, target_false_flag_rate=target_ffr, progress=progress)
+        cal = calibrate_index(index_dir, enc, target_false_flag_rate=target_ffr, progress=progress,
+                              negatives=negatives)
         lo, hi = cal.false_flag_rate_ci
         typer.echo(f"calibrated threshold {cal.threshold:.4f} on the score: false flags {cal.false_flag_rate:.3f} "
                    f"(95% CI {lo:.3f}-{hi:.3f}, target {cal.target_false_flag_rate:.3f}) on {cal.n_negative} "
-                   f"background clips; recall {cal.recall:.3f} on {cal.n_positive} augmented training clips; "
+                   f"{'novel' if negatives else 'background'} clips; recall {cal.recall:.3f} on {cal.n_positive} augmented training clips; "
                    f"also flagged: similarity >= {cal.similarity_floor:.4f}")
 
 
@@ -122,6 +123,10 @@ def background_cmd(
     root: Path = typer.Option(Path("index"), "--root"),
     k: int = typer.Option(3, "--k", min=1, help="Background clips averaged per query."),
     target_ffr: float = typer.Option(0.01, "--target-ffr", help="False-flag rate on novel clips for the threshold."),
+    negatives: Optional[Path] = typer.Option(None, "--negatives", help="Calibrate on this folder of novel clips "
+                                             "(not in the corpus, the background or the detector's training data) "
+                                             "instead of the background clips: no bias when the detector was "
+                                             "fine-tuned on the background."),
     no_calibrate: bool = typer.Option(False, "--no-calibrate", help="Only embed the set; keep any calibration."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -133,7 +138,8 @@ def background_cmd(
     index_dir = store.resolve_index_dir(name, root)
     ix = store.open_index(index_dir, load_faiss=False)
     enc = load_stored_encoder(ix.encoder, ix.dir)
-    _add_background(index_dir, folder, enc, k=k, target_ffr=target_ffr, calibrate=not no_calibrate, progress=progress)
+    _add_background(index_dir, folder, enc, k=k, target_ffr=target_ffr, calibrate=not no_calibrate, progress=progress,
+                    negatives=negatives)
 
 
 def add_cmd(
@@ -164,7 +170,8 @@ def add_cmd(
 
         ix = store.open_index(index_dir, load_faiss=False)
         new = calibrate_index(index_dir, load_stored_encoder(ix.encoder, ix.dir),
-                              target_false_flag_rate=cal["target_false_flag_rate"])
+                              target_false_flag_rate=cal["target_false_flag_rate"],
+                              negatives=(cal.get("settings") or {}).get("negatives_folder"))
         typer.echo(f"recalibrated on the background set: threshold {cal['threshold']:.4f} -> {new.threshold:.4f}")
 
 
