@@ -77,17 +77,15 @@ class Background:
 
 
 def top_k_mean(sim: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
-    """Pure: mean of each row's ``k`` largest values, leaving out column ``exclude[i]`` (>= 0)."""
-    s = np.array(sim, dtype=np.float32, copy=True)
+    """Pure: mean of each row's ``k`` largest values, leaving out column ``exclude[i]`` (>= 0):
+    :func:`audioaudit.clipsim.background` over ranks 1..k."""
+    s = np.asarray(sim, dtype=np.float32)
+    mask = None
     if exclude is not None:
+        mask = np.zeros(s.shape, bool)
         rows = np.flatnonzero(np.asarray(exclude) >= 0)
-        s[rows, np.asarray(exclude)[rows]] = -np.inf
-    k = max(1, min(k, s.shape[1]))  # a left-out column is -inf, dropped from the mean below
-    top = -np.partition(-s, k - 1, axis=1)[:, :k] if s.shape[1] else np.zeros((len(s), 0), np.float32)
-    top[~np.isfinite(top)] = np.nan
-    with np.errstate(invalid="ignore"):
-        out = np.nanmean(top, axis=1) if top.shape[1] else np.zeros(len(s))
-    return np.nan_to_num(out, nan=0.0).astype(np.float64)
+        mask[rows, np.asarray(exclude)[rows]] = True
+    return clipsim.background(s, mask, lo=0, hi=max(1, k)).astype(np.float64)
 
 
 def build_background(index_dir: str | os.PathLike, folder: str | os.PathLike, encoder, *, k: int = DEFAULT_K,

@@ -70,18 +70,15 @@ def ffr_threshold(negative: np.ndarray, target: float) -> float:
 
 def _training_views(ix, root: Path, out: Path, encoder, *, max_clips: int, views: int, max_strength: float,
                     seed: int) -> int:
-    from audioaudit.audio import LoadOptions, Skipped, try_load, write_wav
+    from audioaudit.audio import write_wav
     from audioaudit.augment import STANDARD_FAMILIES, random_view
+    from audioaudit.bench_run import load_waves
 
     paths = sorted(set(ix.items["path"].astype(str)))
     rng = np.random.default_rng([seed, 3])
-    picks = [paths[i] for i in np.sort(rng.permutation(len(paths))[:max_clips])]
+    picks = [str(root / paths[i]) for i in np.sort(rng.permutation(len(paths))[:max_clips])]
     sr = int(encoder.sample_rate)
-    waves = []
-    for p in picks:
-        r = try_load(str(root / p), LoadOptions(sample_rate=sr))
-        if not isinstance(r, Skipped):
-            waves.append(r.wave)
+    waves = [w for w in load_waves(picks, sr)[0] if w is not None]
     n = 0
     for c, w in enumerate(waves):
         others = [waves[(c + j) % len(waves)] for j in (1, 2, 3)]

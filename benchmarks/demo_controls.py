@@ -57,10 +57,11 @@ def planted_copies(waves, labels, sr, per_clip, strength, seed):
 
 
 def recall_at_ffr(pos: np.ndarray, neg: np.ndarray, ffr: float) -> tuple[float, float]:
-    """Highest threshold whose false-flag rate on ``neg`` is <= ffr, and recall there."""
-    srt = np.sort(neg)[::-1]
-    allowed = int(np.floor(ffr * len(neg)))
-    t = float(np.nextafter(srt[allowed], np.inf)) if allowed < len(srt) else float(srt[-1])
+    """The lowest threshold whose false-flag rate on ``neg`` is <= ffr (as the index
+    calibration picks it), and recall there."""
+    from audioaudit.calibrate_index import ffr_threshold
+
+    t = ffr_threshold(neg, ffr)
     return t, float((pos >= t).mean())
 
 
