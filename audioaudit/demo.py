@@ -30,8 +30,9 @@ from typing import Callable
 
 import numpy as np
 
-from audioaudit import store
-from audioaudit.audio import write_wav
+from audioaudit.audio.corpus import corpus_waves
+from audioaudit.audio.io import write_wav
+from audioaudit.util import atomic
 
 SOURCES = ("edmsound", "memorizer", "heldout", "planted")
 KIND = {"edmsound": "generator under audit", "memorizer": "positive control (must be flagged)",
@@ -107,7 +108,7 @@ Log = Callable[[str], None]
 
 # --------------------------------------------------------------------------- steps
 def make_demo_corpus(cfg: DemoConfig, log: Log):
-    from audioaudit.synth import make_corpus
+    from audioaudit.audio.synth import make_corpus
 
     root = cfg.out / "corpus"
     if (root / "synth.json").exists():
@@ -144,9 +145,9 @@ def train_detector(cfg: DemoConfig, train_dir: Path, background_dir: Path, log: 
     """A small encoder trained from scratch (no pretrained weights here) on the train split
     and the background split together: the score compares a clip's best training match with
     its best background matches, so the detector should know both sets alike."""
-    from audioaudit.augment import STANDARD_FAMILIES
-    from audioaudit.finetune.pipeline import Job, run_finetune
-    from audioaudit.finetune.recipes import get_recipe, mode_defaults
+    from audioaudit.detector.augment import STANDARD_FAMILIES
+    from audioaudit.detector.finetune.pipeline import Job, run_finetune
+    from audioaudit.detector.finetune.recipes import get_recipe, mode_defaults
 
     out = cfg.out / "detector"
     pool = _pool(out / "pool", [train_dir, background_dir])
@@ -164,10 +165,11 @@ def train_detector(cfg: DemoConfig, train_dir: Path, background_dir: Path, log: 
 
 
 def build_demo_index(cfg: DemoConfig, train_dir: Path, background_dir: Path, spec: str, log: Log) -> Path:
-    from audioaudit.background import build_background
-    from audioaudit.build import BuildOptions, build_index
-    from audioaudit.calibrate_index import calibrate_index
+    from audioaudit.audit.calibrate import FfrSettings, calibrate_index
     from audioaudit.encoders import load_encoder
+    from audioaudit.index.background import build_background
+    from audioaudit.index.build import build_index
+    from audioaudit.index.options import BuildOptions
 
     index_dir = cfg.out / "index"
     enc = load_encoder(spec)
@@ -177,7 +179,7 @@ def build_demo_index(cfg: DemoConfig, train_dir: Path, background_dir: Path, spe
         + (f", {len(res.skipped)} skipped" if res.skipped else "")
         + (f", duplicate groups: {dups.groups}" if dups and getattr(dups, 'groups', 0) else ""))
     bg = build_background(index_dir, background_dir, enc, workers=0)
-    cal = calibrate_index(index_dir, enc, target_false_flag_rate=cfg.target_ffr, seed=cfg.seed)
+    cal = calibrate_index(index_dir, enc, FfrSettings(target_false_flag_rate=cfg.target_ffr, seed=cfg.seed))
     log(f"calibration: threshold {cal.threshold:.3f} on the score (similarity minus the mean of the {bg.k} best of "
         f"{bg.n_clips} background clips): false flags {cal.false_flag_rate:.3f} on the background clips "
         f"(target {cal.target_false_flag_rate:.2f}), recall {cal.recall:.3f} on {cal.n_positive} augmented train clips; "
@@ -194,16 +196,8 @@ def _write_source(folder: Path, clips: list[tuple[str, np.ndarray, dict]], sr: i
     for name, wave, meta in clips:
         write_wav(folder / name, wave, sr)
         rows.append({"path": name, **meta})
-    store.write_csv(pd.DataFrame(rows), folder / "metadata.csv")
+    atomic.write_csv(pd.DataFrame(rows), folder / "metadata.csv")
     return folder
-
-
-def _train_waves(train_dir: Path, sr: int) -> tuple[list[str], list[str], list[np.ndarray]]:
-    from audioaudit.audio import LoadOptions, load_audio, scan_corpus
-
-    scan = scan_corpus(train_dir)
-    clips = [load_audio(it.path, LoadOptions(sample_rate=sr)) for it in scan.items]
-    return [it.rel_path for it in scan.items], [it.label or "" for it in scan.items], [c.wave for c in clips]
 
 
 def edmsound_source(cfg: DemoConfig, train_dir: Path, log: Log) -> Path:
@@ -216,7 +210,7 @@ def edmsound_source(cfg: DemoConfig, train_dir: Path, log: Log) -> Path:
     from generators.edmsound.generator import EDMSoundGenerator
     from generators.edmsound.trainer import Trainer, waves_to_specs
 
-    rels, _, waves = _train_waves(train_dir, cfg.sample_rate)
+    rels, _, waves = corpus_waves(train_dir, cfg.sample_rate)
     pick = np.random.default_rng([cfg.seed, 5]).choice(len(waves), size=min(cfg.edm_clips, len(waves)), replace=False)
     base = PRESETS["tiny"]
     gcfg = replace(base, spec=replace(base.spec, sample_rate=cfg.sample_rate, clip_seconds=cfg.edm_seconds),
@@ -258,9 +252,9 @@ def planted_source(cfg: DemoConfig, train_dir: Path, log: Log) -> Path:
     """Train clips through one copy transformation each: the standard families in turn, at a
     random strength in ``cfg.planted_strength`` (mild to moderate; the bench measures the
     severe end per family)."""
-    from audioaudit.augment import STANDARD_FAMILIES, transform
+    from audioaudit.detector.augment import STANDARD_FAMILIES, transform
 
-    rels, labels, waves = _train_waves(train_dir, cfg.sample_rate)
+    rels, labels, waves = corpus_waves(train_dir, cfg.sample_rate)
     rng = np.random.default_rng([cfg.seed, 7])
     pick = rng.choice(len(waves), size=min(cfg.n_planted, len(waves)), replace=False)
     clips = []
@@ -276,7 +270,8 @@ def planted_source(cfg: DemoConfig, train_dir: Path, log: Log) -> Path:
 
 
 def audit_source(cfg: DemoConfig, name: str, folder: Path, index_dir: Path) -> SourceFigures:
-    from audioaudit.audit import AuditOptions, run_audit
+    from audioaudit.audit.options import AuditOptions
+    from audioaudit.audit.run import run_audit
 
     run_dir = cfg.out / "runs" / name
     res = run_audit(folder, index_dir, run_dir, opts=AuditOptions(progress=cfg.progress, workers=0, run_name=name))
@@ -313,7 +308,7 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> DemoResult:
     by = {f.source: f for f in figures}
     res = DemoResult(str(cfg.out), thr.get("value"), thr.get("on"), thr.get("false_flag_rate"), figures,
                      by["planted"].rate, by["heldout"].rate, by["memorizer"].rate, str(report), t)
-    store.write_json(cfg.out / "demo.json", asdict(res) | {"passed": res.passed()})
+    atomic.write_json(cfg.out / "demo.json", asdict(res) | {"passed": res.passed()})
     return res
 
 

@@ -7,7 +7,7 @@ Index directory ``index/NAME/``::
     large_index.json    ivfpq only: the IVF-PQ plan, build seconds and memory figures
     items.parquet       one row per segment (ITEM_COLUMNS + size, mtime_ns, pcm_hash: the
                         file's size/mtime fingerprint and the hash of its decoded PCM,
-                        audioaudit.dedup.pcm_hash). ``path`` is relative to the corpus root;
+                        audioaudit.audio.fingerprint.pcm_hash). ``path`` is relative to the corpus root;
                         files added from outside it (``index add``) keep an absolute path
     encoder.json        {"spec": spec string or null, "name": ..., "identity": {...}}: the
                         encoder the vectors were made with (spec lets audit reload it)
@@ -17,7 +17,7 @@ Index directory ``index/NAME/``::
     shards/             embedding shards (parquet: ITEM_COLUMNS + size, mtime_ns, pcm_hash
                         + "embedding" as a fixed-size list<float32>; ``row`` is the position
                         inside the shard; members and skipped files in the schema metadata),
-                        the resumable unit of work (audioaudit.embedding)
+                        the resumable unit of work (audioaudit.index.shards)
     reference.parquet   cached train-vs-train nearest non-self neighbour (REFERENCE_COLUMNS)
     duplicates.parquet  duplicate groups (DUPLICATE_COLUMNS + size)
     calibration.json    optional threshold calibrated for this index's encoder

@@ -1,6 +1,6 @@
 """Duplicate detection on a corpus with planted duplicates (issue 11).
 
-Builds a procedural corpus (audioaudit.synth), plants copies of some clips — exact
+Builds a procedural corpus (audioaudit.audio.synth), plants copies of some clips — exact
 (file copy, FLAC of the same PCM, zero-padded) and re-encoded (gain, resampled to
 22.05/44.1 kHz, OGG Vorbis, MP3) — builds an index, and scores the duplicate groups
 against the truth as pairs (precision: of the pairs put in one group, how many are the
@@ -83,11 +83,14 @@ def main() -> None:
     ap.add_argument("--thresholds", default="0.95,0.97,0.99,0.995")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    from audioaudit import dedup, store, synth
-    from audioaudit.build import BuildOptions, build_index
+    from audioaudit.audio import synth
+    from audioaudit.duplicates import groups as dupgroups
+    from audioaudit.duplicates.verify import verify_pairs
     from audioaudit.encoders import load_encoder
-    from audioaudit.dupverify import verify_pairs
-    from audioaudit.reference import near_duplicate_pairs
+    from audioaudit.index import store
+    from audioaudit.index.build import build_index
+    from audioaudit.index.near_duplicates import near_duplicate_pairs
+    from audioaudit.index.options import BuildOptions
 
     thresholds = [float(t) for t in a.thresholds.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,26 +112,26 @@ def main() -> None:
         verify_s = time.perf_counter() - t
     print(f"corpus: {len(rels)} synth clips ({len(info.classes)} classes) + {len(truth)} planted copies "
           f"({', '.join(KINDS)}), encoder {a.encoder}, build {build_s:.1f} s")
-    exact = dedup.group_duplicates(ids, hashes)
+    exact = dupgroups.group_duplicates(ids, hashes)
     p, r, n = pair_scores(exact, truth)
     print(f"exact only (PCM hash): {len(exact)} groups, {n} pairs, precision {p:.3f}, recall {r:.3f}")
     print(f"{len(pairs)} candidate pairs at coverage >= {min(thresholds)}; audio verification {verify_s:.1f} s")
     for thr in thresholds:
         for verified in (False, True):
             near = [(x, y) for x, y, s in pairs if s >= thr and (not verified or (x, y) in confirmed)]
-            groups = dedup.group_duplicates(ids, hashes, near)
-            s = dedup.summarise(groups)
+            groups = dupgroups.group_duplicates(ids, hashes, near)
+            s = dupgroups.summarise(groups)
             p, r, n = pair_scores(groups, truth)
             print(f"coverage >= {thr:<5} {'+ audio check' if verified else 'index only   '}: {s.groups} groups "
                   f"({s.exact_groups} exact, {s.near_groups} near), {s.items_in_groups} files, {n} pairs, "
                   f"precision {p:.3f}, recall {r:.3f}")
-    final = dedup.group_duplicates(ids, hashes, [(x, y) for x, y, s in pairs
-                                                 if s >= dedup.NEAR_THRESHOLD and (x, y) in confirmed])
+    final = dupgroups.group_duplicates(ids, hashes, [(x, y) for x, y, s in pairs
+                                                 if s >= dupgroups.NEAR_THRESHOLD and (x, y) in confirmed])
     group_of = {m: g.group for g in final for m in g.members}
     for kind in KINDS:
         copies = [c for c in truth if Path(c).name.startswith(kind + "_")]
         ok = sum(group_of.get(c) is not None and group_of.get(c) == group_of.get(truth[c]) for c in copies)
-        print(f"  default ({dedup.NEAR_THRESHOLD} + audio check): {kind:<8} {ok}/{len(copies)} copies grouped with their original")
+        print(f"  default ({dupgroups.NEAR_THRESHOLD} + audio check): {kind:<8} {ok}/{len(copies)} copies grouped with their original")
 
 if __name__ == "__main__":
     main()

@@ -29,18 +29,19 @@ import numpy as np
 def top1_scores(encoder, refs, queries, bg=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(normalised score, raw similarity, top-1 ref index) per query, as the audit scores:
     minus the background set's level when there is one, else the 2nd-11th references'."""
-    from audioaudit import clipsim
+    from audioaudit import similarity
+    from audioaudit.encoders import embed
 
-    q = clipsim.embed_clips(encoder, queries)
-    sim = clipsim.clip_similarity(q, refs)
+    q = embed.embed_clips(encoder, queries)
+    sim = similarity.clip_similarity(q, refs)
     top = np.argmax(sim, axis=1)
     s = sim[np.arange(len(sim)), top]
-    level = bg.level(q.vectors, q.owner, q.n_clips) if bg is not None else clipsim.background(sim)
+    level = bg.level(q.vectors, q.owner, q.n_clips) if bg is not None else similarity.background(sim)
     return s - level, s, top
 
 
 def planted_copies(waves, labels, sr, per_clip, strength, seed):
-    from audioaudit.augment import STANDARD_FAMILIES, transform
+    from audioaudit.detector.augment import STANDARD_FAMILIES, transform
 
     rng = np.random.default_rng([seed, 17])
     out, fams, cls = [], [], []
@@ -59,7 +60,7 @@ def planted_copies(waves, labels, sr, per_clip, strength, seed):
 def recall_at_ffr(pos: np.ndarray, neg: np.ndarray, ffr: float) -> tuple[float, float]:
     """The lowest threshold whose false-flag rate on ``neg`` is <= ffr (as the index
     calibration picks it), and recall there."""
-    from audioaudit.calibrate_index import ffr_threshold
+    from audioaudit.audit.calibrate import ffr_threshold
 
     t = ffr_threshold(neg, ffr)
     return t, float((pos >= t).mean())
@@ -75,12 +76,12 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", type=Path, default=None, help="another detector folder (default: DEMO/detector)")
     a = ap.parse_args(argv)
 
-    from audioaudit import synth
-    from audioaudit.demo import _train_waves
+    from audioaudit.audio import synth
+    from audioaudit.audio.corpus import corpus_waves
     from audioaudit.encoders import load_encoder
 
     demo = a.demo
-    from audioaudit.background import load_background
+    from audioaudit.index.background import load_background
 
     det = a.detector or demo / "detector"
     bg = None if a.detector else load_background(demo / "index")
@@ -89,14 +90,14 @@ def main(argv=None) -> int:
     enc = load_encoder(f"finetuned:{det}")
     sr = enc.sample_rate
     meta = json.loads((demo / "corpus" / "synth.json").read_text())
-    _, labels, train = _train_waves(demo / "corpus" / "train", sr)
-    from audioaudit import clipsim
+    _, labels, train = corpus_waves(demo / "corpus" / "train", sr)
+    from audioaudit.encoders import embed
 
-    refs = clipsim.embed_clips(enc, train)
+    refs = embed.embed_clips(enc, train)
     with tempfile.TemporaryDirectory() as tmp:
         info = synth.make_corpus(tmp, per_class=0, heldout_per_class=a.heldout_per_class, seconds=tuple(meta["seconds"]),
                                  sample_rate=meta["sample_rate"], seed=a.seed, classes=meta["classes"], verbose=False)
-        _, held_labels, held = _train_waves(Path(info.heldout_dir), sr)
+        _, held_labels, held = corpus_waves(Path(info.heldout_dir), sr)
     copies, fams, copy_cls = planted_copies(train, labels, sr, a.copies_per_clip, a.strength, a.seed)
     neg, neg_sim, _ = top1_scores(enc, refs, held, bg)
     pos, pos_sim, _ = top1_scores(enc, refs, copies, bg)

@@ -4,7 +4,7 @@ calibrated threshold of each encoder.
 
     .venv/bin/python benchmarks/detector.py [--finetuned DIR ...] [--encoder SPEC ...]
 
-The corpus is made by `audioaudit.synth` (train/ = references, heldout/ = distractors).
+The corpus is made by `audioaudit.audio.synth` (train/ = references, heldout/ = distractors).
 Prints the table and writes OUT/bench.json and OUT/calibration-<n>/calibration.json.
 """
 from __future__ import annotations
@@ -37,9 +37,10 @@ def main(argv=None) -> int:
 
     from rich.console import Console
 
-    from audioaudit import bench_run, benchmark, synth
-    from audioaudit.calibrate import calibrate_encoder
+    from audioaudit.audio import synth
     from audioaudit.commands.bench import bench_table
+    from audioaudit.detector.benchmark import dataset, evaluate
+    from audioaudit.detector.calibrate import CalibrateOptions, calibrate_encoder
     from audioaudit.encoders import load_encoder
 
     if a.threads:
@@ -54,23 +55,23 @@ def main(argv=None) -> int:
         info = synth.make_corpus(corpus, per_class=a.per_class, heldout_per_class=a.heldout_per_class, seed=a.seed)
         console.print(f"synthesised {len(info.train)}+{len(info.heldout)} clips in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
-    spec = benchmark.BenchSpec(per_family=a.per_family, distractors=a.distractors, seed=a.seed)
-    bench = benchmark.build_benchmark(corpus, out / "cache", spec)
+    spec = dataset.BenchSpec(per_family=a.per_family, distractors=a.distractors, seed=a.seed)
+    bench = dataset.build_benchmark(corpus, out / "cache", spec)
     console.print(f"benchmark set ready in {time.perf_counter() - t:.1f} s: {bench.root}")
     specs = (a.encoder or ["mel", "tiny-laion"]) + [f"finetuned:{d}" for d in a.finetuned]
     rows, cals = [], {}
     for n, s in enumerate(specs):
         enc = load_encoder(s)
         t = time.perf_counter()
-        rows += bench_run.run_benchmark(bench, enc, spec=s)
+        rows += evaluate.run_benchmark(bench, enc, spec=s)
         console.print(f"{s}: scored in {time.perf_counter() - t:.1f} s (embedding {rows[-1].embed_seconds:.1f} s)")
         if not a.no_calibrate:
-            cal = calibrate_encoder(enc, corpus, out / f"calibration-{n}", max_clips=100, seed=a.seed)
+            cal = calibrate_encoder(enc, corpus, out / f"calibration-{n}", CalibrateOptions(max_clips=100, seed=a.seed))
             cals[s] = cal.to_json()
             console.print(f"{s}: threshold {cal.threshold:.4f} on the {cal.score} -> precision {cal.precision:.3f} "
                           f"(target {cal.target_precision}), recall {cal.recall:.3f}"
                           + ("" if cal.reached else " [target not reached]"))
-    summary = bench_run.bench_summary(bench)
+    summary = evaluate.bench_summary(bench)
     console.print(bench_table(rows, summary))
     (out / "bench.json").write_text(json.dumps({"benchmark": summary, "rows": [r.to_json() for r in rows],
                                                 "calibration": cals}, indent=1, default=float))

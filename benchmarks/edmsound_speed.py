@@ -42,7 +42,7 @@ def bench(name: str, batch: int, repeats: int, device: str) -> dict:
     from dataclasses import replace
 
     from generators.edmsound.config import PRESETS
-    from generators.edmsound.generator import sample_specs
+    from generators.edmsound.generator import Sampling, sample_specs
     from generators.edmsound.trainer import Trainer
     from generators.edmsound.unet import count_params
 
@@ -55,7 +55,8 @@ def bench(name: str, batch: int, repeats: int, device: str) -> dict:
         tr = Trainer(cfg, specs.to(device), labels.to(device), d, device=device)
         step_s = time_steps(tr.train_step, repeats, sync)
         model = tr.ema.eval()
-        gen = lambda: sample_specs(model, cfg, [0], torch.tensor([1], device=device), steps=10, cfg_scale=3.0)  # noqa: E731
+        plan = Sampling(steps=10, cfg_scale=3.0)
+        gen = lambda: sample_specs(model, cfg, [0], torch.tensor([1], device=device), plan)  # noqa: E731
         sample_s = time_steps(gen, 1, sync) if device == "cpu" else time_steps(gen, repeats, sync)
         return {"config": name, "params_M": count_params(tr.model) / 1e6, "gflop_fwd": flops_per_clip(model.cpu(), cfg) / 1e9,
                 "batch": batch, "step_s": step_s, "sample_s": sample_s}

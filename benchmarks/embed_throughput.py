@@ -38,13 +38,13 @@ def make_files(folder: Path, n: int, seconds: float, sr: int) -> list[Path]:
 
 def bare(encoder, paths, batch: int) -> float:
     """Seconds for encoder.embed alone over all windows of the pre-decoded clips."""
-    from audioaudit.audio import LoadOptions, load_audio
-    from audioaudit.encoders.base import segments
+    from audioaudit.audio.io import LoadOptions, load_audio
+    from audioaudit.audio.windows import WindowSpec, cut
 
     waves = []
     for p in paths:
         clip = load_audio(p, LoadOptions(sample_rate=encoder.sample_rate))
-        waves += [s.wave for s in segments(clip.wave, encoder)]
+        waves += [s.wave for s in cut(clip.wave, WindowSpec.of(encoder))]
     encoder.embed(waves[:batch])  # warm-up
     t = time.perf_counter()
     for i in range(0, len(waves), batch):
@@ -54,16 +54,17 @@ def bare(encoder, paths, batch: int) -> float:
 
 def end_to_end(encoder, paths, batch: int, workers: int, shard_size: int, out: Path) -> tuple[float, float]:
     """(total seconds, seconds after the first clip arrived from the decoders)."""
-    from audioaudit.audio import LoadOptions
-    from audioaudit.embedding import embed_shards, plan_shards, work_item
+    from audioaudit.audio.decode import work_item
+    from audioaudit.audio.io import LoadOptions
+    from audioaudit.index.shards import EmbedSettings, embed_shards, plan_shards
 
     items = [work_item(str(p), p.name, p.name, None) for p in paths]
     plans = plan_shards(items, shard_size)
     first: list[float] = []
     t = time.perf_counter()
-    embed_shards(plans, encoder, out, workers=workers, batch_size=batch,
-                 opts=LoadOptions(sample_rate=encoder.sample_rate),
-                 advance=lambda n=1: first or first.append(time.perf_counter()))
+    embed_shards(plans, encoder, out, EmbedSettings(workers=workers, batch_size=batch,
+                                                    opts=LoadOptions(sample_rate=encoder.sample_rate),
+                                                    advance=lambda n=1: first or first.append(time.perf_counter())))
     end = time.perf_counter()
     return end - t, end - first[0]
 

@@ -28,7 +28,7 @@ def cpu() -> float:
 
 
 def augment_costs() -> None:
-    from audioaudit import augment
+    from audioaudit.detector import augment
 
     rng = np.random.default_rng(0)
     for sr in (16000, 48000):
@@ -45,8 +45,8 @@ def augment_costs() -> None:
 
 
 def train(corpus: Path, out: Path, **kw):
-    from audioaudit.finetune.pipeline import Job, run_finetune
-    from audioaudit.finetune.recipes import get_recipe, mode_defaults
+    from audioaudit.detector.finetune.pipeline import Job, run_finetune
+    from audioaudit.detector.finetune.recipes import get_recipe, mode_defaults
 
     mode = "scratch" if kw.get("scratch") else "head"
     recipe = get_recipe(kw.pop("recipe", "infonce"), **{**mode_defaults(mode), **kw.pop("overrides", {})})
@@ -58,8 +58,8 @@ def train(corpus: Path, out: Path, **kw):
 
 
 def bench(root: Path, specs: list[str]) -> None:
-    from audioaudit.bench_run import run_benchmark
-    from audioaudit.benchmark import BenchSpec, build_benchmark
+    from audioaudit.detector.benchmark.dataset import BenchSpec, build_benchmark
+    from audioaudit.detector.benchmark.evaluate import run_benchmark
     from audioaudit.encoders import load_encoder
 
     b = build_benchmark(str(root), str(root / "bench"), BenchSpec(per_family=10, distractors=100))
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--skip-scratch", action="store_true")
     ap.add_argument("--work", default=None)
     a = ap.parse_args()
-    from audioaudit import synth
+    from audioaudit.audio import synth
 
     augment_costs()
     root = Path(a.work or tempfile.mkdtemp(prefix="ft_bench_"))
@@ -89,7 +89,7 @@ def main() -> None:
         train(root / "train", out, base=base, n_views=8)
         specs += [base, f"finetuned:{out}"] if base != "mel" else [f"finetuned:{out}"]
     if not a.skip_scratch:
-        from audioaudit.finetune.recipes import DEFAULT_VIEWS
+        from audioaudit.detector.finetune.recipes import DEFAULT_VIEWS
 
         print(f"from scratch (conv, infonce, {DEFAULT_VIEWS['scratch']} views/clip):")
         over = {"epochs": a.scratch_epochs} if a.scratch_epochs else {}

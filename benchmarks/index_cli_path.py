@@ -1,11 +1,11 @@
 """The ``index build --index-type ivfpq`` path on synthetic embedding shards: what the CLI
-does after embedding — ``build.assemble`` (items table + streamed IVF-PQ build), save —
-then the train-vs-train searches ``write_derived`` runs (near-duplicate candidates,
+does after embedding — ``index.assemble.assemble`` (items table + streamed IVF-PQ build), save —
+then the train-vs-train searches ``index.build.write_derived`` runs (near-duplicate candidates,
 reference table), timed on a sample of clips and extrapolated.
 
 Prints the assemble step's time and peak RSS, and clip-level search throughput through
-``faiss_index`` (exact re-ranked cosines). Shards are in the pipeline's own format
-(``embedding.write_shard``, written by a child process so the build's RSS is its own).
+``index.faiss.facade`` (exact re-ranked cosines). Shards are in the pipeline's own format
+(``index.shards.write_shard``, written by a child process so the build's RSS is its own).
 
     .venv/bin/python benchmarks/index_cli_path.py                   # 1M x 512
     .venv/bin/python benchmarks/index_cli_path.py --n 100000        # quick
@@ -37,7 +37,7 @@ def write_shards(shard_dir: str, n: int, d: int, rows_per_shard: int, windows: i
     sys.path.insert(0, str(Path(__file__).parent))
     from index_streaming import synth
 
-    from audioaudit.embedding import write_shard
+    from audioaudit.index.shards import write_shard
 
     chosen = {}
     for i, start in enumerate(range(0, n, rows_per_shard)):
@@ -68,12 +68,13 @@ def main() -> None:
     ap.add_argument("--workdir", default="")
     a = ap.parse_args()
 
-    from audioaudit import faiss_index as fx
     from audioaudit import schema
-    from audioaudit.build import BuildOptions, assemble
-    from audioaudit.memwatch import PeakMemory, proc_rss
-    from audioaudit.neighbours import search_clips
-    from audioaudit.reference import item_codes
+    from audioaudit.index.assemble import assemble
+    from audioaudit.index.faiss import facade as fx
+    from audioaudit.index.options import BuildOptions
+    from audioaudit.index.reference import item_codes
+    from audioaudit.index.search import SearchOptions, search_clips
+    from audioaudit.util.memwatch import PeakMemory, proc_rss
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="audioaudit-cli-bench-"))
     (work / schema.SHARDS_DIR).mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,7 @@ def main() -> None:
     for what, kw in (("reference (depth 1)", {}), ("near-dup (>= 0.97, k <= 1024)", {"more_while_above": 0.97,
                                                                                      "max_k": 1024})):
         t = time.perf_counter()
-        hits = search_clips(index, params, vecs, row_code[rows], row_code, depth=1, exclude=np.arange(len(ids)), **kw)
+        hits = search_clips(index, params, vecs, row_code[rows], row_code, 1, SearchOptions(exclude=np.arange(len(ids)), **kw))
         dt = time.perf_counter() - t
         print(f"{what}: {len(pick)} clips ({len(rows)} windows) in {dt:.1f} s = {len(rows) / dt:.0f} windows/s; "
               f"all {len(ids):,} clips would take ~{dt * len(ids) / len(pick) / 60:.0f} min; {len(hits)} hits")

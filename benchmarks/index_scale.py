@@ -7,7 +7,7 @@ plus near-duplicate queries).
 
 Prints one line per configuration: build time, ms/query, recall@10, speed-up vs flat.
 The index parameters are the ones `audioaudit index build --index-type auto` chooses
-(``audioaudit.faiss_index.choose_params``) plus the sweep you ask for. Goal (DESIGN.md):
+(``audioaudit.index.faiss.facade.choose_params``) plus the sweep you ask for. Goal (DESIGN.md):
 recall@10 ≥ 0.99 at ≥ 20× speed-up at 1M × 512.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def make_queries(base: np.ndarray, nq: int, seed: int) -> np.ndarray:
 
 
 def timed_search(index, q: np.ndarray, k: int, params) -> tuple[np.ndarray, float]:
-    from audioaudit import faiss_index as fx
+    from audioaudit.index.faiss import facade as fx
 
     t = time.perf_counter()
     _, ids = fx.search(index, q, k, params)
@@ -60,7 +60,7 @@ def recall_at(ids: np.ndarray, truth: np.ndarray, k: int) -> float:
 
 
 def run_one(name, params, base, q, truth, flat_s, k) -> None:
-    from audioaudit import faiss_index as fx
+    from audioaudit.index.faiss import facade as fx
 
     t = time.perf_counter()
     train = base[np.random.default_rng(0).choice(len(base), min(len(base), fx.train_sample_size(params)), replace=False)] if fx.train_sample_size(params) else None
@@ -106,7 +106,7 @@ def main() -> None:
     a = ap.parse_args()
     import faiss
 
-    from audioaudit import faiss_index as fx
+    from audioaudit.index.faiss import facade as fx
 
     if a.threads:
         faiss.omp_set_num_threads(a.threads)

@@ -77,7 +77,7 @@ def queries(index_dir: Path, nq: int, d: int, centers: int, seed: int = 7) -> di
 
 
 def rss_now() -> int:
-    from audioaudit.memwatch import proc_rss
+    from audioaudit.util.memwatch import proc_rss
 
     return proc_rss()[0]
 
@@ -85,7 +85,7 @@ def rss_now() -> int:
 def resident_in_child(index_dir: str, q: np.ndarray) -> tuple[int, int, int]:
     """(RSS of a fresh process, after LargeIndex.load, after a first search): the index's
     resident cost without the build's leftovers in this process."""
-    from audioaudit.faiss_large import LargeIndex
+    from audioaudit.index.faiss.large import LargeIndex
 
     r0 = rss_now()
     idx = LargeIndex.load(index_dir)
@@ -95,15 +95,16 @@ def resident_in_child(index_dir: str, q: np.ndarray) -> tuple[int, int, int]:
 
 
 def build_or_reuse(a, paths: list[str], out: Path):
-    from audioaudit import faiss_large as fl
+    from audioaudit.index.faiss import plan as faiss_plan
+    from audioaudit.index.faiss import streaming
 
-    source, n, dim = fl.parquet_source(paths)
-    if a.reuse_index and (out / fl.LARGE_META_FILE).exists():
-        meta = json.loads((out / fl.LARGE_META_FILE).read_text())
+    source, n, dim = streaming.parquet_source(paths)
+    if a.reuse_index and (out / faiss_plan.LARGE_META_FILE).exists():
+        meta = json.loads((out / faiss_plan.LARGE_META_FILE).read_text())
         print("(reusing the index built earlier in --workdir)")
-        return source, fl.LargeBuildStats(**{k: meta[k] for k in fl.LargeBuildStats.__dataclass_fields__})
-    st = fl.build_large_index(source, n, dim, out, on_disk=a.on_disk, rerank_dtype=a.rerank_dtype,
-                              opq=a.opq, fastscan=not a.pq8)
+        return source, streaming.LargeBuildStats(**{k: meta[k] for k in streaming.LargeBuildStats.__dataclass_fields__})
+    st = streaming.build_large_index(source, n, dim, out, faiss_plan.PlanOptions(opq=a.opq, fastscan=not a.pq8),
+                                     options=streaming.LargeBuildOptions(on_disk=a.on_disk, rerank_dtype=a.rerank_dtype))
     return source, st
 
 
@@ -124,13 +125,13 @@ def print_build(st, n: int, rss0: int) -> float:
 def search_figures(a, idx, source, paths, out: Path, probes: list[int], n: int) -> dict:
     import faiss
 
-    from audioaudit import faiss_large as fl
+    from audioaudit.index.faiss import large, streaming
 
     figures = {}
-    x = np.concatenate(list(fl.read_shard_embeddings(paths[0])))
+    x = np.concatenate(list(streaming.read_shard_embeddings(paths[0])))
     for name, q in queries(out, a.queries, a.dim, a.centers).items():
         t = time.perf_counter()
-        _, truth = fl.exact_search_streaming(source, q, 10)
+        _, truth = large.exact_search_streaming(source, q, 10)
         t_exact = (time.perf_counter() - t) / len(q)
         t = time.perf_counter()
         faiss.knn(q, x, 10, metric=faiss.METRIC_INNER_PRODUCT)
@@ -143,7 +144,7 @@ def search_figures(a, idx, source, paths, out: Path, probes: list[int], n: int) 
             t = time.perf_counter()
             _, found = idx.search(q, 10)
             t_ann = (time.perf_counter() - t) / len(q)
-            r, r1 = fl.recall_at_k(found, truth, 10), float(np.mean(found[:, 0] == truth[:, 0]))
+            r, r1 = large.recall_at_k(found, truth, 10), float(np.mean(found[:, 0] == truth[:, 0]))
             print(f"  nprobe {p:5d}, rerank x{idx.rerank_factor}: recall@10 {r:.3f}  recall@1 {r1:.3f}  "
                   f"{t_ann * 1e3:.2f} ms/query  speed-up vs in-RAM flat {t_flat / t_ann:.1f}x")
             figures[f"{name}/{p}"] = {"recall10": r, "recall1": r1, "ms": t_ann * 1e3, "speedup_flat": t_flat / t_ann}
@@ -174,7 +175,7 @@ def main() -> None:
 
     import faiss
 
-    from audioaudit import faiss_large as fl
+    from audioaudit.index.faiss import large
 
     if a.threads:
         faiss.omp_set_num_threads(a.threads)
@@ -197,7 +198,7 @@ def main() -> None:
           f"after a first search = {(r2 - r0) / n * 1e6 / 2**20:.1f} MiB per million vectors, all included "
           f"(estimate {st.estimate['search_resident'] / 2**20:.1f} MiB)")
 
-    idx = fl.LargeIndex.load(out, rerank_factor=a.rerank_factor or None)
+    idx = large.LargeIndex.load(out, rerank_factor=a.rerank_factor or None)
     probes = [int(x) for x in a.nprobe.split(",")] if a.nprobe else [st.plan["nprobe"] * f for f in (1, 2, 4)]
     figures = {"n": n, "dim": a.dim, "build": {k: v for k, v in st.__dict__.items() if k != "plan"},
                "plan": st.plan, "resident": [r0, r1, r2], "per_million_file": per_m_file,

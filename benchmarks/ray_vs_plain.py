@@ -41,10 +41,12 @@ def main() -> None:
 
     from helpers_index import CLASSES, synth_clip, write
 
-    from audioaudit import schema, store
-    from audioaudit.build import BuildOptions, build_index
-    from audioaudit.distributed import build_with_ray
+    from audioaudit import schema
     from audioaudit.encoders import load_encoder
+    from audioaudit.index import store
+    from audioaudit.index.build import build_index
+    from audioaudit.index.options import BuildOptions
+    from audioaudit.index.ray import RayPlan, build_with_ray
 
     work = Path(tempfile.mkdtemp(prefix="audioaudit-ray-bench-"))
     for i in range(a.files):
@@ -62,8 +64,7 @@ def main() -> None:
     ray.init(num_cpus=a.cpus or None, include_dashboard=False, log_to_driver=False)
     t_init = time.perf_counter() - t
     t = time.perf_counter()
-    rr = build_with_ray(work / "corpus", work / "ray", a.encoder, workers=a.actors, shard_size=a.shard_size,
-                        opts=opts())
+    rr = build_with_ray(work / "corpus", work / "ray", RayPlan(a.encoder, actors=a.actors), opts=opts())
     t_ray = time.perf_counter() - t
     ray.shutdown()
 

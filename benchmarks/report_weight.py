@@ -99,7 +99,7 @@ def main() -> None:
 
     from helpers_report import make_run
 
-    from audioaudit.report import render_report
+    from audioaudit.report import ReportOptions, render_report
 
     work = a.keep or Path(tempfile.mkdtemp(prefix="report-bench-"))
     try:
@@ -110,11 +110,12 @@ def main() -> None:
               f"top-{a.top_k} matches, built in {time.perf_counter() - t:.1f} s")
         out = work / "report"
         t = time.perf_counter()
-        index = render_report([run.run_dir], out, top_k=a.top_k, audio_format=a.format, workers=a.workers,
+        index = render_report([run.run_dir], out, ReportOptions(top_k=a.top_k, audio_format=a.format, workers=a.workers),
                               progress=False)
         render_s = time.perf_counter() - t
         t = time.perf_counter()
-        render_report([run.run_dir], out, top_k=a.top_k, audio_format=a.format, workers=a.workers, progress=False)
+        render_report([run.run_dir], out, ReportOptions(top_k=a.top_k, audio_format=a.format, workers=a.workers),
+                      progress=False)
         rerender_s = time.perf_counter() - t
         total = folder_bytes(out)
         parts = {k: folder_bytes(out / k) for k in ("media", "img", "fig")}

@@ -20,7 +20,7 @@ import time
 import torch
 
 from generators.edmsound.analytic import benchmark_mixture, gmm_denoiser, reference_solve
-from generators.edmsound.samplers import SAMPLERS, get_sigmas_karras, nfe, steps_for_nfe
+from generators.edmsound.samplers import call_sampler, get_sigmas_karras, nfe, steps_for_nfe
 
 VARIANTS = {  # label -> (sampler, options)
     "euler": ("euler", {}),
@@ -45,7 +45,7 @@ def errors(n: int, seed: int, budgets: list[int]) -> dict[str, dict[int, tuple[f
         out[label] = {}
         for budget in budgets:
             sig = get_sigmas_karras(steps_for_nfe(name, budget), 0.002, 80.0, rho=7.0)
-            x = SAMPLERS[name](den, x0, sig, **opts)
+            x = call_sampler(name, den, x0, sig, **opts)
             out[label][budget] = (float((x - ref).norm(dim=1).mean()), nfe(name, sig))
     return out
 

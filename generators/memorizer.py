@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +25,7 @@ import torch
 
 from generators.base import GeneratedBatch, GeneratedClip, GeneratorError
 from generators.edmsound.analytic import ideal_denoiser
-from generators.edmsound.samplers import SAMPLERS, SCHEDULES, nfe
+from generators.edmsound.samplers import SCHEDULES, call_sampler, check_options, nfe
 from generators.edmsound.spectrogram import SpecConfig, to_spec, to_wave
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -100,6 +100,34 @@ def read_spec_folder(root: Path, files: list[Path]) -> TrainingSet:
     return TrainingSet(specs, paths, labels, spec, skipped)
 
 
+@dataclass(frozen=True)
+class MemorizerSampling:
+    """How the memorizer samples: sampler, steps, sigma schedule and the sampler's own ``options``."""
+
+    sampler: str = "deis"
+    steps: int = 10
+    schedule: str = "karras"
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_opts(cls, opts: dict) -> "MemorizerSampling":
+        """``generate``'s keyword options (None means default): the fields above by name, the
+        rest to the sampler (one it does not take is a :class:`GeneratorError`); ``cfg`` is
+        accepted and recorded as None: the ideal denoiser has no guidance."""
+        opts = {k: v for k, v in opts.items() if v is not None and k != "cfg"}
+        own = {f.name for f in fields(cls)} - {"options"}
+        sampling = cls(**{k: opts.pop(k) for k in list(opts) if k in own}, options=opts)
+        if sampling.schedule not in SCHEDULES:
+            raise GeneratorError(f"unknown schedule '{sampling.schedule}'; use one of: {', '.join(SCHEDULES)}")
+        check_options(sampling.sampler, opts)
+        return sampling
+
+    def sigmas(self) -> torch.Tensor:
+        return SCHEDULES[self.schedule](int(self.steps), self.sigma_min, self.sigma_max)
+
+
 class MemorizerGenerator:
     name = "memorizer"
 
@@ -118,15 +146,12 @@ class MemorizerGenerator:
         return self._denoisers[condition]
 
     def generate(self, n: int, *, conditions: Sequence[str | None] | None = None, seed: int = 0,
-                 sampler: str = "deis", steps: int = 10, schedule: str = "karras", sigma_min: float = 0.002,
-                 sigma_max: float = 80.0, **opts) -> GeneratedBatch:
-        if sampler not in SAMPLERS or schedule not in SCHEDULES:
-            raise GeneratorError(f"unknown sampler '{sampler}' or schedule '{schedule}'")
+                 **opts) -> GeneratedBatch:
+        """``opts``: see :meth:`MemorizerSampling.from_opts`."""
+        sampling = MemorizerSampling.from_opts(opts)
         conditions = list(conditions) if conditions is not None else [None] * n
-        opts = {k: v for k, v in opts.items() if k in ("order", "time", "churn") and v is not None}
-        opts.pop("cfg", None)
-        sigmas = SCHEDULES[schedule](int(steps), sigma_min, sigma_max)
-        clips = [self._one(seed + i, conditions[i], sampler, sigmas, opts) for i in range(n)]
+        sigmas = sampling.sigmas()
+        clips = [self._one(seed + i, conditions[i], sampling.sampler, sigmas, sampling.options) for i in range(n)]
         return GeneratedBatch(clips, self.sample_rate, f"memorizer:{self.source}",
                               {"training_clips": len(self.data.paths), "skipped": self.data.skipped})
 
@@ -135,13 +160,14 @@ class MemorizerGenerator:
         g = torch.Generator().manual_seed(seed)
         x = torch.randn((1, *self.data.spec.shape), generator=g, dtype=torch.float64) * float(sigmas[0])
         noise = lambda like: torch.randn(like.shape, generator=g, dtype=like.dtype)  # noqa: E731
-        x = SAMPLERS[sampler](denoiser, x, sigmas, noise=noise, **opts)
+        x = call_sampler(sampler, denoiser, x, sigmas, noise=noise, **opts)
         ys = self.data.specs[idx]
         d = ((ys - x).flatten(1).norm(dim=1) / ys.flatten(1).norm(dim=1).clamp_min(1e-12))
         j = int(d.argmin())
         wave = to_wave(x.float(), self.data.spec)[0].numpy().astype(np.float32)
         meta = {"sampler": sampler, "steps": len(sigmas) - 1, "nfe": nfe(sampler, sigmas), "cfg": None,
-                "source_path": self.data.paths[idx[j]], "source_distance": float(d[j]), **opts}
+                "source_path": self.data.paths[idx[j]], "source_distance": float(d[j]),
+                **{k: v for k, v in opts.items() if not callable(v)}}
         return GeneratedClip(wave, seed, condition or self.data.labels[idx[j]], meta)
 
 

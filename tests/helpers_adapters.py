@@ -192,8 +192,17 @@ def save_tango_declare_lab(out: Path, parts: dict | None = None, *,
 # ---------------------------------------------------------------------------------------------
 def tiny_audioldm2_pipeline(seed: int = 0):
     from diffusers import AudioLDM2Pipeline, AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel, DDIMScheduler
-    from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig,
-                              GPT2Config, GPT2LMHeadModel, T5Config, T5EncoderModel)
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapTextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+        T5Config,
+        T5EncoderModel,
+    )
 
     torch.manual_seed(seed)
     unet = AudioLDM2UNet2DConditionModel(

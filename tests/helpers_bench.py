@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audioaudit import synth
+from audioaudit.audio import synth
 from audioaudit.encoders.base import l2_normalise
 
 

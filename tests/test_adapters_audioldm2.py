@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("diffusers")  # the optional extra; installed in the dev/CI environment
 
 import helpers_adapters as H  # noqa: E402
+
 from generators.base import Generator, GeneratorError  # noqa: E402
 from generators.registry import load_generator  # noqa: E402
 

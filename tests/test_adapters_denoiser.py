@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from generators.adapters.denoiser import DiscreteVPSchedule, VPDenoiser, unet_denoiser
+from generators.adapters.denoiser import Conditioning, DiscreteVPSchedule, VPDenoiser, unet_denoiser
 from generators.adapters.hifigan import fold_weight_norm
 
 
@@ -55,6 +55,7 @@ def test_euler_on_the_denoiser_equals_ddim(prediction_type):
     pytest.importorskip("diffusers")
     import helpers_adapters as H
     from diffusers import DDIMScheduler
+
     from generators.edmsound.samplers import sample_euler
 
     torch.set_num_threads(1)
@@ -71,7 +72,7 @@ def test_euler_on_the_denoiser_equals_ddim(prediction_type):
             out = unet(torch.cat([lat, lat]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
             u, c = out.chunk(2)
             lat = sched.step(u + 2.5 * (c - u), t, lat).prev_sample
-        den = unet_denoiser(unet, sched.alphas_cumprod, prediction_type, cond, None, uncond, None, guidance=2.5)
+        den = unet_denoiser(unet, sched.alphas_cumprod, prediction_type, Conditioning(cond, None, uncond, None, 2.5))
         sig = den.schedule.sigmas[sched.timesteps.long()]
         x = z * float((1 + sig[0] ** 2).sqrt())  # x_T / √ᾱ_T
         edm = sample_euler(den, x, torch.cat([sig, torch.zeros(1, dtype=sig.dtype)]))
@@ -82,7 +83,8 @@ def test_euler_on_the_denoiser_equals_ddim(prediction_type):
 def test_edm_samplers_run_on_the_unet_denoiser():
     pytest.importorskip("diffusers")
     import helpers_adapters as H
-    from generators.edmsound.samplers import SAMPLERS, get_sigmas_karras
+
+    from generators.edmsound.samplers import call_sampler, get_sigmas_karras
 
     torch.set_num_threads(1)
     unet = H.tiny_unet(seed=2)
@@ -93,9 +95,9 @@ def test_edm_samplers_run_on_the_unet_denoiser():
     outs = {}
     with torch.no_grad():
         for name in ("euler", "deis", "dpmpp_2m", "dpmpp_3m"):
-            den = unet_denoiser(unet, torch.cumprod(1 - betas, 0), "v_prediction", cond)
+            den = unet_denoiser(unet, torch.cumprod(1 - betas, 0), "v_prediction", Conditioning(cond))
             sig = get_sigmas_karras(3, den.sigma_min, den.sigma_max).float()
-            outs[name] = SAMPLERS[name](den, x * sig[0], sig)
+            outs[name] = call_sampler(name, den, x * sig[0], sig)
             assert den.nfe == 3 and torch.isfinite(outs[name]).all()
     assert float((outs["euler"] - outs["dpmpp_2m"]).abs().max()) > 1e-4  # different methods, different paths
 

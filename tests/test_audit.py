@@ -8,12 +8,16 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from audioaudit import schema, stats
-from audioaudit.audit import AuditOptions, resolve_threshold, run_audit
-from audioaudit.build import BuildOptions, build_index
-from audioaudit.errors import UserError
 from helpers_index import SR, TinyEncoder, make_corpus, synth_clip, write
+
+from audioaudit import schema
+from audioaudit.audit import statistics as stats
+from audioaudit.audit.options import AuditOptions
+from audioaudit.audit.run import run_audit
+from audioaudit.audit.threshold import resolve_threshold
+from audioaudit.errors import UserError
+from audioaudit.index.build import build_index
+from audioaudit.index.options import BuildOptions
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audioaudit import augment as A
+from audioaudit.detector import augment as A
 
 SR = 16000
 

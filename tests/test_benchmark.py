@@ -6,11 +6,14 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-
-from audioaudit import bench_run, benchmark, clipsim
 from helpers_bench import RandomEncoder, SpectrumEncoder, plant_duplicates, tiny_corpus
 
-SPEC = benchmark.BenchSpec(families=("gain", "mp3", "noise_white", "mix", "crop"), per_family=4, distractors=6,
+from audioaudit import similarity
+from audioaudit.detector.benchmark import dataset, evaluate
+from audioaudit.duplicates import twins
+from audioaudit.encoders import embed
+
+SPEC = dataset.BenchSpec(families=("gain", "mp3", "noise_white", "mix", "crop"), per_family=4, distractors=6,
                            seed=3)
 
 
@@ -24,26 +27,26 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(corpus, tmp_path_factory):
     root, _ = corpus
-    return benchmark.build_benchmark(root, tmp_path_factory.mktemp("cache"), SPEC)
+    return dataset.build_benchmark(root, tmp_path_factory.mktemp("cache"), SPEC)
 
 
 def test_clip_similarity_is_max_over_segment_pairs():
     e = np.eye(4, dtype=np.float32)
-    q = clipsim.ClipEmbeddings(np.stack([e[0], e[1], e[2]]), np.array([0, 0, 1]), 2)
-    r = clipsim.ClipEmbeddings(np.stack([e[3], e[1], e[2], 0.6 * e[0] + 0.8 * e[3]]), np.array([0, 0, 1, 2]), 3)
-    sim = clipsim.clip_similarity(q, r)
+    q = embed.ClipEmbeddings(np.stack([e[0], e[1], e[2]]), np.array([0, 0, 1]), 2)
+    r = embed.ClipEmbeddings(np.stack([e[3], e[1], e[2], 0.6 * e[0] + 0.8 * e[3]]), np.array([0, 0, 1, 2]), 3)
+    sim = similarity.clip_similarity(q, r)
     np.testing.assert_allclose(sim, [[1.0, 0.0, 0.6], [0.0, 1.0, 0.0]], atol=1e-6)
 
 
 def test_normalised_subtracts_mean_of_2nd_to_11th_neighbours():
     sim = np.array([[0.9] + [0.5] * 10 + [0.1] * 3, [0.4] * 14], np.float32)
-    score = clipsim.normalised(sim)
+    score = similarity.normalised(sim)
     np.testing.assert_allclose(score[0, 0], 0.4, atol=1e-6)  # 0.9 - mean(ten 0.5s)
     np.testing.assert_allclose(score[1], 0.0, atol=1e-6)
     # excluded entries do not count in the background
     ex = np.zeros_like(sim, bool)
     ex[0, 1:6] = True
-    np.testing.assert_allclose(clipsim.background(sim, ex)[0], (5 * 0.5 + 3 * 0.1) / 8, atol=1e-6)
+    np.testing.assert_allclose(similarity.background(sim, ex)[0], (5 * 0.5 + 3 * 0.1) / 8, atol=1e-6)
 
 
 def test_twins_are_grouped_and_leaked_distractors_dropped(built, corpus):
@@ -68,23 +71,28 @@ def test_twins_are_grouped_and_leaked_distractors_dropped(built, corpus):
 
 
 def test_near_twin_pairs_finds_reencoded_copy_only():
-    from audioaudit import synth
+    from audioaudit.audio import sounds
 
     rng = np.random.default_rng(0)
-    waves = [synth.synthesize(c, np.random.default_rng(i), 1.0) for i, c in enumerate(["bell", "bell", "rain", "siren"])]
+    waves = [sounds.synthesize(c, np.random.default_rng(i), 1.0) for i, c in enumerate(["bell", "bell", "rain", "siren"])]
     import io
 
     buf = io.BytesIO()
     sf.write(buf, np.r_[np.zeros(300, np.float32), 0.5 * waves[0]], 16000, format="MP3")
     buf.seek(0)
     reenc, _ = sf.read(buf, dtype="float32")
-    pairs = benchmark.near_twin_pairs(waves + [reenc + 1e-4 * rng.standard_normal(len(reenc)).astype(np.float32)], 16000)
+    pairs = twins.near_twin_pairs(waves + [reenc + 1e-4 * rng.standard_normal(len(reenc)).astype(np.float32)], 16000)
     assert [(a, b) for a, b, _ in pairs] == [(0, 4)]
+    # twin groups: the re-encoded copy (near) and a bit-identical copy (exact) join clip 0's group
+    clips = waves + [reenc, waves[2].copy()]
+    groups = twins.twin_groups([f"c{i}" for i in range(len(clips))], clips, 16000)
+    assert groups[0] == groups[4] == {0, 4} and groups[2] == groups[5] == {2, 5}
+    assert groups[1] == {1} and groups[3] == {3}
 
 
 def test_build_is_cached_and_reproducible(built, corpus, tmp_path):
     root, _ = corpus
-    again = benchmark.build_benchmark(root, tmp_path / "other-cache", SPEC)
+    again = dataset.build_benchmark(root, tmp_path / "other-cache", SPEC)
     assert again.key == built.key and again.root != built.root
     assert [q.query_id for q in again.queries] == [q.query_id for q in built.queries]
     for q in built.queries:
@@ -93,10 +101,10 @@ def test_build_is_cached_and_reproducible(built, corpus, tmp_path):
         assert np.array_equal(a, b), q.query_id
     # the cached set is returned as is (no rewrite)
     before = (again.root + "/bench.json", __import__("os").stat(again.root + "/bench.json").st_mtime_ns)
-    third = benchmark.build_benchmark(root, tmp_path / "other-cache", SPEC)
+    third = dataset.build_benchmark(root, tmp_path / "other-cache", SPEC)
     assert third.root == again.root and __import__("os").stat(before[0]).st_mtime_ns == before[1]
     # another seed: another set
-    other = benchmark.build_benchmark(root, tmp_path / "other-cache", benchmark.BenchSpec(**{**SPEC.__dict__, "seed": 4}))
+    other = dataset.build_benchmark(root, tmp_path / "other-cache", dataset.BenchSpec(**{**SPEC.__dict__, "seed": 4}))
     assert other.key != built.key
 
 
@@ -108,18 +116,18 @@ def test_evaluate_matrix_perfect_scores_and_twin_credit(built):
             m[qi, ref_index[q.truth[-1]]] = 0.9  # the last twin, not necessarily the source
         else:
             m[qi, qi % len(built.references)] = 0.5
-    rep = bench_run.evaluate_matrix(built, m)
+    rep = evaluate.evaluate_matrix(built, m)
     assert rep.overall.micro_ap == pytest.approx(1.0) and rep.overall.recall_at_1 == 1.0
     assert set(rep.per_family) == {"gain", "mp3", "noise_white", "mix", "crop"}
     # a distractor outscoring every copy costs precision
     m2 = m.copy()
     m2[[q.family is None for q in built.queries], 0] = 0.95
-    assert bench_run.evaluate_matrix(built, m2).overall.micro_ap < 0.8
+    assert evaluate.evaluate_matrix(built, m2).overall.micro_ap < 0.8
 
 
 def test_run_benchmark_real_encoder_beats_random(built):
-    good = bench_run.run_benchmark(built, SpectrumEncoder(), spec="spectrum")
-    bad = bench_run.run_benchmark(built, RandomEncoder(), spec="random", normalise=False)
+    good = evaluate.run_benchmark(built, SpectrumEncoder(), spec="spectrum")
+    bad = evaluate.run_benchmark(built, RandomEncoder(), spec="random", normalise=False)
     assert [r.scoring for r in good] == ["similarity", "score"] and len(bad) == 1
     g = good[0].report
     assert g.per_family["gain"].recall_at_1 == 1.0  # a gain-invariant descriptor finds gain copies

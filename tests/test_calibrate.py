@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-
-from audioaudit import calibrate as C
 from helpers_bench import SpectrumEncoder, plant_duplicates, tiny_corpus
+
+from audioaudit.detector import calibrate as C
 
 
 def test_pick_threshold_hand_cases():
@@ -61,8 +61,9 @@ def corpus(tmp_path_factory):
 
 def test_calibrate_encoder_writes_calibration_json(corpus, tmp_path):
     enc = SpectrumEncoder()
-    cal = C.calibrate_encoder(enc, corpus, tmp_path, target_precision=0.9, max_clips=12, views_per_clip=1,
-                              families=["gain", "mp3", "noise_white"], seed=1)
+    opts = C.CalibrateOptions(target_precision=0.9, max_clips=12, views_per_clip=1,
+                              families=("gain", "mp3", "noise_white"), seed=1)
+    cal = C.calibrate_encoder(enc, corpus, tmp_path, opts)
     d = json.loads((tmp_path / "calibration.json").read_text())
     for k in ("threshold", "score", "precision", "target_precision", "recall", "n_positive", "n_negative", "encoder"):
         assert k in d
@@ -71,9 +72,9 @@ def test_calibrate_encoder_writes_calibration_json(corpus, tmp_path):
     assert d["threshold"] == pytest.approx(cal.threshold)
     if cal.reached:
         assert cal.precision >= 0.9 and cal.recall > 0
-    assert "similarity" in d["alternatives"]
+    assert set(d["alternatives"]["similarity"]) == {"threshold", "precision", "recall", "reached"}
     # the index/audit side reads it
-    from audioaudit.store import read_calibration
+    from audioaudit.audit.threshold import read_calibration
 
     assert read_calibration(tmp_path / "calibration.json")["threshold"] == pytest.approx(cal.threshold)
 
@@ -82,12 +83,13 @@ def test_calibrate_raw_similarity_and_bad_target(corpus, tmp_path):
     from audioaudit.errors import UserError
 
     enc = SpectrumEncoder()
-    cal = C.calibrate_encoder(enc, corpus, None, normalise=False, max_clips=6, views_per_clip=1,
-                              families=["gain"], target_precision=0.8)
+    opts = C.CalibrateOptions(normalise=False, max_clips=6, views_per_clip=1, families=("gain",),
+                              target_precision=0.8)
+    cal = C.calibrate_encoder(enc, corpus, None, opts)
     # gain copies are exact for a gain-invariant descriptor: similarity ~1 beats every distinct clip
     assert cal.score == "similarity" and cal.reached and cal.recall == 1.0 and cal.precision == 1.0
     with pytest.raises(UserError):
-        C.calibrate_encoder(enc, corpus, None, target_precision=1.5)
+        C.calibrate_encoder(enc, corpus, None, C.CalibrateOptions(target_precision=1.5))
 
 
 def test_calibrate_cli(corpus, tmp_path):

@@ -7,10 +7,13 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
-from audioaudit import dedup, schema, store
-from audioaudit.dedup import DupGroup, group_duplicates, pcm_hash
 from helpers_index import SR, make_corpus, write
+
+from audioaudit import schema
+from audioaudit.audio.fingerprint import pcm_hash
+from audioaudit.duplicates import groups as dupgroups
+from audioaudit.duplicates.groups import DupGroup, group_duplicates
+from audioaudit.index import store
 
 PLANTED = {  # planted copy -> (original, kind it must get)
     "tone/tone_0_copy.wav": ("tone/tone_0.wav", "exact"),
@@ -39,10 +42,10 @@ def test_group_duplicates_unions_exact_and_near_independent_of_order():
     assert groups[0].kind == "near" and groups[0].size == 3
     rev = group_duplicates(ids[::-1], hashes[::-1], [("c", "b")])
     assert rev == groups
-    assert dedup.source_ids(["a", "e"], groups) == ["g0", "e"]
-    s = dedup.summarise(groups + [DupGroup(1, ("x", "y"), ("exact", "exact"))])
+    assert dupgroups.source_ids(["a", "e"], groups) == ["g0", "e"]
+    s = dupgroups.summarise(groups + [DupGroup(1, ("x", "y"), ("exact", "exact"))])
     assert (s.groups, s.exact_groups, s.near_groups, s.items_in_groups, s.redundant_items) == (2, 1, 1, 5, 3)
-    assert dedup.groups_from_rows(dedup.groups_to_rows(groups)) == groups
+    assert dupgroups.groups_from_rows(dupgroups.groups_to_rows(groups)) == groups
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +53,9 @@ def planted(tmp_path_factory):
     import librosa
     import soundfile as sf
 
-    from audioaudit.build import BuildOptions, build_index
     from audioaudit.encoders import load_encoder
+    from audioaudit.index.build import build_index
+    from audioaudit.index.options import BuildOptions
 
     base = tmp_path_factory.mktemp("dups")
     corpus = base / "corpus"
@@ -93,7 +97,8 @@ def test_planted_duplicates_are_grouped_with_full_precision(planted):
 
 
 def test_audit_counts_a_duplicate_group_once(planted, tmp_path):
-    from audioaudit.audit import AuditOptions, run_audit
+    from audioaudit.audit.options import AuditOptions
+    from audioaudit.audit.run import run_audit
 
     base, corpus, _ = planted
     gen = tmp_path / "gen"
@@ -137,9 +142,9 @@ def test_dedup_and_index_info_commands(planted, tmp_path):
 
 def test_audio_check_tells_a_re_encoded_copy_from_another_clip_of_the_class():
     import librosa
-
-    from audioaudit.dupverify import compare, spectrogram
     from helpers_index import synth_clip
+
+    from audioaudit.duplicates.verify import compare, spectrogram
 
     a = synth_clip("noise", 1, 2.0)
     spec = spectrogram(a)

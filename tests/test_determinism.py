@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers_reliability import cli, good_corpus, index_vectors, items, mask_times
 
 ENCODER = "mel"  # the pipeline runs twice through the CLI; seeded neural encoders are checked below
@@ -21,8 +20,9 @@ ENCODER = "mel"  # the pipeline runs twice through the CLI; seeded neural encode
 def test_seeded_neural_encoders_are_reproducible_from_their_seed():
     """``tiny-hf:SEED`` draws its weights from the seed: built twice,
     the same seed gives bit-identical vectors for the same batch, another seed does not."""
-    from audioaudit.encoders import load_encoder
     from helpers_reliability import clip
+
+    from audioaudit.encoders import load_encoder
 
     waves = [clip(1, 1.0), clip(2, 1.7), clip(3, 0.4)]
     for kind in ("tiny-hf",):  # tiny-laion is built through the same encoders.tiny.seeded

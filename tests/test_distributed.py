@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_index import make_corpus, synth_clip, write
 
 from audioaudit import schema
-from audioaudit.build import BuildOptions, build_index
-from audioaudit.embedding import read_shard, scan_shards
 from audioaudit.encoders import load_encoder
 from audioaudit.errors import MissingExtra
-from helpers_index import make_corpus, synth_clip, write
+from audioaudit.index.build import build_index
+from audioaudit.index.options import BuildOptions
+from audioaudit.index.shards import read_shard, scan_shards
 
 pytestmark = pytest.mark.slow
 SPEC = "mel"
@@ -61,9 +62,9 @@ def shard_contents(index_dir: Path) -> dict:
 def test_ray_build_equals_the_plain_build(ray_cluster, corpus, plain, tmp_path):
     import pandas as pd
 
-    from audioaudit.distributed import build_with_ray
+    from audioaudit.index.ray import RayPlan, build_with_ray
 
-    res = build_with_ray(corpus, tmp_path, SPEC, workers=1, shard_size=SHARD, opts=opts())
+    res = build_with_ray(corpus, tmp_path, RayPlan(SPEC, actors=1), opts=opts())
     assert res.clips == 10 and res.segments == 11 and len(res.skipped) == 1
     a, b = shard_contents(plain), shard_contents(tmp_path)
     assert sorted(a) == sorted(b) and len(a) == 3  # same shard plan, same keys
@@ -75,7 +76,7 @@ def test_ray_build_equals_the_plain_build(ray_cluster, corpus, plain, tmp_path):
     ia = pd.read_parquet(plain / schema.ITEMS_FILE)
     ib = pd.read_parquet(tmp_path / schema.ITEMS_FILE)
     pd.testing.assert_frame_equal(ia, ib)
-    from audioaudit import store
+    from audioaudit.index import store
 
     xa = store.open_index(plain).index.reconstruct_n(0, len(ia))
     xb = store.open_index(tmp_path).index.reconstruct_n(0, len(ib))
@@ -89,20 +90,20 @@ class Stop(Exception):
 
 
 def test_interrupted_ray_build_redoes_no_finished_shard(ray_cluster, corpus, tmp_path):
-    from audioaudit.distributed import build_with_ray
+    from audioaudit.index.ray import RayPlan, build_with_ray
 
     def stop_after_two(plan, stats):
         if stats.shards_written == 2:
             raise Stop
 
     with pytest.raises(Stop):
-        build_with_ray(corpus, tmp_path, SPEC, shard_size=SHARD, opts=opts(), on_shard=stop_after_two)
+        build_with_ray(corpus, tmp_path, RayPlan(SPEC), opts=opts(), on_shard=stop_after_two)
     shard_dir = tmp_path / schema.SHARDS_DIR
     finished = {p.stem: p.stat().st_mtime_ns for p in shard_dir.glob("*.parquet")}
     assert len(finished) == 2 and not (tmp_path / schema.ITEMS_FILE).exists()
 
     written: list[str] = []
-    res = build_with_ray(corpus, tmp_path, SPEC, shard_size=SHARD, opts=opts(),
+    res = build_with_ray(corpus, tmp_path, RayPlan(SPEC), opts=opts(),
                          on_shard=lambda plan, stats: written.append(plan.key))
     assert len(written) == 1 and written[0] not in finished  # only the shard in flight is redone
     assert res.shards_written == 1 and res.shards_reused == 2
@@ -114,11 +115,11 @@ def test_without_ray_the_error_names_the_extra(monkeypatch, corpus, tmp_path):
     from typer.testing import CliRunner
 
     from audioaudit.cli import app
-    from audioaudit.distributed import build_with_ray
+    from audioaudit.index.ray import RayPlan, build_with_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(MissingExtra, match=r"pip install 'audioaudit\[distributed\]'"):
-        build_with_ray(corpus, tmp_path, SPEC)
+        build_with_ray(corpus, tmp_path, RayPlan(SPEC))
     result = CliRunner().invoke(app, ["index", "build", str(corpus), "--encoder", SPEC, "--name", "x",
                                       "--root", str(tmp_path), "--engine", "ray"])
     assert isinstance(result.exception, MissingExtra)

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
+from helpers_edmsound import eight_clips, micro_config, one_thread, write_config_file, write_corpus
 from typer.testing import CliRunner
 
 from audioaudit.cli import app
 from generators.base import Generator, GeneratorError
 from generators.edmsound.trainer import Trainer, waves_to_specs
 from generators.registry import load_generator
-from helpers_edmsound import eight_clips, micro_config, one_thread, write_config_file, write_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 assert one_thread
@@ -121,3 +121,27 @@ def test_memorizer_reproduces_training_clips(tmp_path):
     assert all("/ring/" in c.meta["source_path"] for c in ring.clips)
     with pytest.raises(GeneratorError, match="no training clips of class 'meow'"):
         gen.generate(1, conditions=["meow"])
+
+
+def test_an_interrupted_generate_run_resumes_past_a_lost_clip_and_a_torn_journal_line(tmp_path):
+    from audioaudit.generation.run import JOURNAL, GenerateRun, generate_missing, resume_state, write_tables
+    from generators.base import GeneratedBatch, GeneratedClip
+
+    class Counting:
+        def generate(self, n, *, conditions=None, seed=0, **opts):
+            clips = [GeneratedClip(np.full(100, 0.01 * (seed + i), np.float32), seed + i, c)
+                     for i, c in enumerate(conditions)]
+            return GeneratedBatch(clips, 8000, "counting")
+
+    run, out = GenerateRun("counting:", ["a", "b", "a", "b"], seed=5), tmp_path / "gen"
+    assert resume_state(out, run, overwrite=False) == set()
+    generate_missing(Counting(), run, [0, 1, 2], out, batch_size=2, progress=False)
+    (out / "gen_00001_seed6.wav").unlink()  # a clip lost after its row was written
+    with open(out / JOURNAL, "a") as f:
+        f.write('{"path": "gen_00003_se')  # the writer was killed mid-line
+    assert resume_state(out, run, overwrite=False) == {0, 2}
+    generate_missing(Counting(), run, [1, 3], out, batch_size=2, progress=False)
+    assert write_tables(out) == 4
+    meta = pd.read_csv(out / "metadata.csv")
+    assert list(meta["index"]) == [0, 1, 2, 3] and list(meta["seed"]) == [5, 6, 7, 8]
+    assert list(meta["class"]) == ["a", "b", "a", "b"] and all((out / p).is_file() for p in meta["path"])

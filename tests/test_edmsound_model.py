@@ -5,12 +5,12 @@ import math
 
 import pytest
 import torch
+from helpers_edmsound import micro_config, tone
 
 from generators.edmsound.config import PRESETS, load_config
 from generators.edmsound.edm import EDMLoss, EDMPrecond, guided_denoiser, precond_coeffs
 from generators.edmsound.spectrogram import SpecConfig, compress, decompress, to_spec, to_wave
 from generators.edmsound.unet import UNet, UNetConfig, count_params
-from helpers_edmsound import micro_config, tone
 
 
 @pytest.mark.parametrize("hop", [128, 256])

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers_edmsound import eight_clips, micro_config, one_thread
 
 from generators.base import GeneratorError
 from generators.edmsound import checkpoint as ckpt
-from generators.edmsound.trainer import Trainer, waves_to_specs
 from generators.edmsound.edm import precond_coeffs
-from helpers_edmsound import eight_clips, micro_config, one_thread
+from generators.edmsound.trainer import Trainer, waves_to_specs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 assert one_thread

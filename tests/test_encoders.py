@@ -6,13 +6,14 @@ import types
 
 import numpy as np
 import pytest
+from helpers_encoders import sine_noise
 
+from audioaudit.audio.windows import WindowSpec, cut
 from audioaudit.encoders import Encoder, EncoderError, load_encoder, same_identity
-from audioaudit.encoders.base import embed_in_batches, segments
+from audioaudit.encoders.embed import embed_waves
 from audioaudit.encoders.registry import list_backends, parse_spec
 from audioaudit.encoders.torch_base import repeat_pad, resolve_device
 from audioaudit.errors import UserError
-from helpers_encoders import sine_noise
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +53,16 @@ def test_finetuned_dispatches_lazily(monkeypatch, tmp_path):
         seen["dir"] = directory
         return load_encoder("mel")
 
-    fake = types.ModuleType("audioaudit.finetune.encoder")
+    fake = types.ModuleType("audioaudit.encoders.finetuned")
     fake.load_finetuned = load_finetuned
-    monkeypatch.setitem(sys.modules, "audioaudit.finetune.encoder", fake)
+    monkeypatch.setitem(sys.modules, "audioaudit.encoders.finetuned", fake)
     enc = load_encoder(f"finetuned:{tmp_path}", batch_size=4)
     assert seen == {"dir": str(tmp_path)} and isinstance(enc, Encoder)
 
 
 def test_finetuned_without_the_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "audioaudit.finetune", None)
-    monkeypatch.delitem(sys.modules, "audioaudit.finetune.encoder", raising=False)
-    with pytest.raises(EncoderError, match="this build lacks audioaudit.finetune.encoder"):
+    monkeypatch.setitem(sys.modules, "audioaudit.encoders.finetuned", None)  # `import` now fails
+    with pytest.raises(EncoderError, match="this build lacks audioaudit.encoders.finetuned"):
         load_encoder("finetuned:/x")
 
 
@@ -111,7 +111,7 @@ def test_mel_is_gain_invariant_and_discriminative(mel):
 
 
 def test_embed_rejects_what_it_cannot_take(mel):
-    with pytest.raises(ValueError, match="segments"):
+    with pytest.raises(ValueError, match="cut it with"):
         mel.embed([np.zeros(16000 * 11, np.float32)])
     with pytest.raises(ValueError, match="mono"):
         mel.embed([np.zeros((2, 100), np.float32)])
@@ -123,9 +123,9 @@ def test_embed_rejects_what_it_cannot_take(mel):
 
 def test_segments_and_batches(mel):
     wave = sine_noise(23.0, 16000)
-    segs = segments(wave, mel)
+    segs = cut(wave, WindowSpec.of(mel))
     assert [(s.start, s.end) for s in segs] == [(0.0, 10.0), (5.0, 15.0), (10.0, 20.0), (13.0, 23.0)]
-    y = embed_in_batches(mel, [s.wave for s in segs], batch_size=3)
+    y = embed_waves(mel, [s.wave for s in segs], batch_size=3)
     np.testing.assert_allclose(y, mel.embed([s.wave for s in segs]), atol=1e-6)
 
 

@@ -10,12 +10,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from helpers_encoders import sine_noise
 from typer.testing import CliRunner
 
 from audioaudit import cli
+from audioaudit.audio.windows import WindowSpec, cut
 from audioaudit.encoders import load_encoder, same_identity
-from audioaudit.encoders.base import segments
-from helpers_encoders import sine_noise
 
 runner = CliRunner()
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -70,10 +70,10 @@ def test_embed_writes_parquet_and_lists_skips(files, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     # the rows are exactly what the encoder gives for those windows
     enc = load_encoder("mel")
-    from audioaudit.audio import LoadOptions, load_audio
+    from audioaudit.audio.io import LoadOptions, load_audio
 
     wave = load_audio(files / "long.wav", LoadOptions(sample_rate=enc.sample_rate)).wave
-    segs = segments(wave, enc)
+    segs = cut(wave, WindowSpec.of(enc))
     assert [(s.start, s.end) for s in segs] == list(zip(long.start, long.end))
     np.testing.assert_allclose(np.stack(long.embedding.to_numpy()), enc.embed([s.wave for s in segs]), atol=1e-6)
     meta = json.loads(table.schema.metadata[b"audioaudit.encoder"])

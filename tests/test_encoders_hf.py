@@ -8,11 +8,10 @@ import shutil
 
 import numpy as np
 import pytest
-
-from audioaudit.encoders import EncoderError, load_encoder, same_identity
-from audioaudit.encoders import hf as H
-from audioaudit.encoders import tiny
 from helpers_encoders import hf_reference, sine_noise, write_tiny_hf_dir
+
+from audioaudit.encoders import EncoderError, load_encoder, same_identity, tiny
+from audioaudit.encoders import hf as H
 
 SR = 48000
 

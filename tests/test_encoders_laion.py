@@ -9,13 +9,17 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers_encoders import (
+    laion_reference,
+    sine_noise,
+    write_laion_checkpoint,
+    write_laion_config,
+    write_pickle_with_object,
+)
 
-from audioaudit.audio import file_sha256
-from audioaudit.encoders import EncoderError, load_encoder, same_identity
+from audioaudit.audio.fingerprint import file_sha256
+from audioaudit.encoders import EncoderError, load_encoder, same_identity, tiny
 from audioaudit.encoders import laion as L
-from audioaudit.encoders import tiny
-from helpers_encoders import (laion_reference, sine_noise, write_laion_checkpoint, write_laion_config,
-                              write_pickle_with_object)
 
 SR = 48000
 

@@ -9,7 +9,7 @@ import scipy.linalg
 import soundfile as sf
 from typer.testing import CliRunner
 
-from audioaudit.fad import fad, fad_per_class, frechet_distance, gaussian_stats
+from audioaudit.generation.fad import fad, fad_per_class, frechet_distance, gaussian_stats
 
 
 def _scipy_fd(mu1, s1, mu2, s2):

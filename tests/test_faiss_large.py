@@ -7,9 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audioaudit import faiss_large as fl
-from audioaudit.embedding import write_shard
-from audioaudit.memwatch import PeakMemory
+from audioaudit.index.faiss import large as faiss_large
+from audioaudit.index.faiss import plan as faiss_plan
+from audioaudit.index.faiss import streaming
+from audioaudit.index.faiss.plan import PlanOptions
+from audioaudit.index.faiss.streaming import LargeBuildOptions
+from audioaudit.index.shards import write_shard
+from audioaudit.util.memwatch import PeakMemory
 
 N, DIM, SHARD = 20_000, 64, 4_000
 
@@ -22,7 +26,7 @@ def clustered(n: int, d: int, seed: int, centres: int = 40) -> np.ndarray:
 
 
 def write_shards(folder: Path, n: int, d: int, shard: int) -> list[Path]:
-    """Shards in the pipeline's own format (audioaudit.embedding.write_shard)."""
+    """Shards in the pipeline's own format (audioaudit.index.shards.write_shard)."""
     paths = []
     for i, s in enumerate(range(0, n, shard)):
         x = clustered(min(shard, n - s), d, seed=i)
@@ -39,33 +43,33 @@ def shards(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def built(shards, tmp_path_factory):
-    source, n, dim = fl.parquet_source(shards)
+    source, n, dim = streaming.parquet_source(shards)
     out = tmp_path_factory.mktemp("large")
-    stats = fl.build_large_index(source, n, dim, out, train_size=10_000)
+    stats = streaming.build_large_index(source, n, dim, out, PlanOptions(train_size=10_000))
     return out, stats
 
 
 def near_copies(shards: list[Path], rows: np.ndarray, noise: float = 0.3) -> np.ndarray:
-    source, _, _ = fl.parquet_source(shards)
+    source, _, _ = streaming.parquet_source(shards)
     allx = np.concatenate(list(source()))
     q = allx[rows] + noise * np.random.default_rng(5).standard_normal((len(rows), DIM)).astype(np.float32) / np.sqrt(DIM)
     return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
 def test_plan_is_sized_by_n_and_fits_the_memory_goal():
-    p10 = fl.plan_large_index(10_000_000, 512)
+    p10 = faiss_plan.plan_large_index(10_000_000, 512)
     assert (p10.nlist, p10.pq_m, p10.pq_bits, p10.hnsw_quantizer, p10.two_level) == (16384, 128, 4, True, True)
     assert p10.factory == "IVF16384_HNSW32,PQ128x4fsr" and p10.code_bytes == 64
-    est = fl.estimate_memory(p10, shard_rows=100_000)
+    est = faiss_plan.estimate_memory(p10, shard_rows=100_000)
     assert est.bytes_per_vector == 72  # 64 B of PQ code + 8 B id
     assert est.build_peak < 4 * 2**30  # DESIGN.md: 10M vectors streamed in <= 4 GiB
     assert est.search_resident < 1 * 2**30
-    p2 = fl.plan_large_index(2_000_000, 512, fastscan=False, opq=True)
+    p2 = faiss_plan.plan_large_index(2_000_000, 512, PlanOptions(fastscan=False, opq=True))
     assert p2.factory == "OPQ64,IVF4096_HNSW32,PQ64np" and p2.train_size == 40 * 4096 and p2.code_bytes == 64
-    small = fl.plan_large_index(N, DIM)
-    assert small.nlist * fl.MIN_POINTS_PER_CENTROID <= N and DIM % small.pq_m == 0 and not small.hnsw_quantizer
+    small = faiss_plan.plan_large_index(N, DIM)
+    assert small.nlist * faiss_plan.MIN_POINTS_PER_CENTROID <= N and DIM % small.pq_m == 0 and not small.hnsw_quantizer
     with pytest.raises(ValueError):
-        fl.plan_large_index(10, DIM)
+        faiss_plan.plan_large_index(10, DIM)
 
 
 def test_streaming_build_never_holds_all_vectors(built):
@@ -78,68 +82,69 @@ def test_streaming_build_never_holds_all_vectors(built):
     # the file holds what the memory accounting says: codes + ids + fixed (centroids, PQ tables)
     est = st.estimate["codes"] + st.estimate["ids"] + st.estimate["fixed"]
     assert abs(st.index_file_bytes - est) / est < 0.15
-    for name in (fl.INDEX_FILE, fl.RERANK_FILE, fl.LARGE_META_FILE):
+    for name in (faiss_plan.INDEX_FILE, faiss_plan.RERANK_FILE, faiss_plan.LARGE_META_FILE):
         assert (out / name).is_file()
     assert not (out / ".large-tmp").exists()
 
 
 def test_recall_against_exact_search(built, shards):
     out, _ = built
-    idx = fl.LargeIndex.load(out)
+    idx = faiss_large.LargeIndex.load(out)
     assert idx.ntotal == N
     rows = np.random.default_rng(0).choice(N, 200, replace=False)
     q = near_copies(shards, rows)
-    source, _, _ = fl.parquet_source(shards)
-    exact_s, exact_i = fl.exact_search_streaming(source, q, 10)
+    source, _, _ = streaming.parquet_source(shards)
+    exact_s, exact_i = faiss_large.exact_search_streaming(source, q, 10)
     assert (exact_i[:, 0] == rows).all()  # near copies: the exact top-1 is the source row
     idx.set_nprobe(idx.meta["plan"]["nlist"] // 4)
     sims, ids = idx.search(q, 10)
-    assert fl.recall_at_k(ids, exact_i, 10) >= 0.95
+    assert faiss_large.recall_at_k(ids, exact_i, 10) >= 0.95
     assert (ids[:, 0] == rows).mean() >= 0.99
     same = ids == exact_i  # re-ranked similarities are the exact cosines
     assert np.allclose(sims[same], exact_s[same], atol=1e-5)
     idx.set_nprobe(1)
     _, ids1 = idx.search(q, 10)
-    assert fl.recall_at_k(ids1, exact_i, 10) < fl.recall_at_k(ids, exact_i, 10)
+    assert faiss_large.recall_at_k(ids1, exact_i, 10) < faiss_large.recall_at_k(ids, exact_i, 10)
 
 
 def test_on_disk_lists_give_the_same_results(shards, tmp_path):
-    source, n, dim = fl.parquet_source(shards)
-    plan = fl.plan_large_index(n, dim, fastscan=False, train_size=10_000)
+    source, n, dim = streaming.parquet_source(shards)
+    plan = faiss_plan.plan_large_index(n, dim, PlanOptions(fastscan=False, train_size=10_000))
     with pytest.raises(ValueError, match="8-bit PQ"):
-        fl.build_large_index(source, n, dim, tmp_path / "x", on_disk=True)  # fast-scan default
-    fl.build_large_index(source, n, dim, tmp_path / "ram", plan=plan)
-    st = fl.build_large_index(source, n, dim, tmp_path / "disk", plan=plan, on_disk=True)
+        streaming.build_large_index(source, n, dim, tmp_path / "x", options=LargeBuildOptions(on_disk=True))  # fast-scan default
+    streaming.build_large_index(source, n, dim, tmp_path / "ram", plan)
+    st = streaming.build_large_index(source, n, dim, tmp_path / "disk", plan, options=LargeBuildOptions(on_disk=True))
     disk = tmp_path / "disk"
-    assert (disk / fl.IVFDATA_FILE).stat().st_size == N * (plan.code_bytes + 8)
+    assert (disk / faiss_plan.IVFDATA_FILE).stat().st_size == N * (plan.code_bytes + 8)
     assert not list(disk.glob("**/block_*"))
-    assert st.index_file_bytes == (disk / fl.INDEX_FILE).stat().st_size + (disk / fl.IVFDATA_FILE).stat().st_size
+    assert st.index_file_bytes == (disk / faiss_plan.INDEX_FILE).stat().st_size + (disk / faiss_plan.IVFDATA_FILE).stat().st_size
     q = near_copies(shards, np.arange(0, N, 97))
-    a = fl.LargeIndex.load(tmp_path / "ram", nprobe=32).search(q, 10)
-    b = fl.LargeIndex.load(disk, nprobe=32).search(q, 10)
+    a = faiss_large.LargeIndex.load(tmp_path / "ram", nprobe=32).search(q, 10)
+    b = faiss_large.LargeIndex.load(disk, nprobe=32).search(q, 10)
     assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0])
     assert (a[1][:, 0] == np.arange(0, N, 97)).all()
 
 
 def test_opq_hnsw_two_level_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(fl, "OPQ_ITERS", 4)  # the path, not the rotation's quality, is under test
+    monkeypatch.setattr(streaming, "OPQ_ITERS", 4)  # the path, not the rotation's quality, is under test
     x = clustered(6_000, 16, seed=9)
-    plan = replace(fl.plan_large_index(len(x), 16, nlist=64, opq=True), hnsw_quantizer=True, two_level=True)
+    plan = replace(faiss_plan.plan_large_index(len(x), 16, PlanOptions(nlist=64, opq=True)), hnsw_quantizer=True, two_level=True)
     assert plan.factory == "OPQ4,IVF64_HNSW32,PQ4x4fsr"
-    st = fl.build_large_index(lambda: (x[i : i + 1500] for i in range(0, len(x), 1500)), len(x), 16, tmp_path, plan=plan)
-    idx = fl.LargeIndex.load(tmp_path, nprobe=16)
-    _, truth = fl.exact_search_streaming(lambda: [x], x[:100], 10)
+    st = streaming.build_large_index(lambda: (x[i : i + 1500] for i in range(0, len(x), 1500)), len(x), 16, tmp_path, plan)
+    idx = faiss_large.LargeIndex.load(tmp_path, nprobe=16)
+    _, truth = faiss_large.exact_search_streaming(lambda: [x], x[:100], 10)
     _, ids = idx.search(x[:100], 10)
-    assert (ids[:, 0] == np.arange(100)).all() and fl.recall_at_k(ids, truth, 10) >= 0.9
+    assert (ids[:, 0] == np.arange(100)).all() and faiss_large.recall_at_k(ids, truth, 10) >= 0.9
     assert st.max_vectors_held <= plan.train_size + 1500
 
 
 def test_without_rerank_scores_are_pq_approximations(tmp_path, shards):
-    source, n, dim = fl.parquet_source(shards)
-    fl.build_large_index(source, n, dim, tmp_path, train_size=10_000, rerank_dtype=None)
-    assert not (tmp_path / fl.RERANK_FILE).exists()
+    source, n, dim = streaming.parquet_source(shards)
+    streaming.build_large_index(source, n, dim, tmp_path, PlanOptions(train_size=10_000),
+                                options=LargeBuildOptions(rerank_dtype=None))
+    assert not (tmp_path / faiss_plan.RERANK_FILE).exists()
     q = near_copies(shards, np.arange(0, N, 211))
-    sims, ids = fl.LargeIndex.load(tmp_path, nprobe=64).search(q, 5)
+    sims, ids = faiss_large.LargeIndex.load(tmp_path, nprobe=64).search(q, 5)
     exact = np.einsum("qd,qd->q", q, np.concatenate(list(source()))[ids[:, 0]])
     err = np.abs(sims[:, 0] - exact)
     assert err.mean() < 0.1 and err.max() < 0.25 and not np.allclose(sims[:, 0], exact, atol=1e-6)
@@ -148,7 +153,7 @@ def test_without_rerank_scores_are_pq_approximations(tmp_path, shards):
 def test_short_source_is_an_error(tmp_path):
     x = clustered(12_000, 32, seed=1)
     with pytest.raises(ValueError, match="hold 6000 vectors, expected 12000"):
-        fl.build_large_index(lambda: [x[:6000]], 12_000, 32, tmp_path, nlist=64)
+        streaming.build_large_index(lambda: [x[:6000]], 12_000, 32, tmp_path, PlanOptions(nlist=64))
 
 
 def test_peak_memory_sees_an_allocation():
@@ -167,7 +172,7 @@ def test_peak_memory_sees_an_allocation():
 
 
 def test_rerank_file_round_trip(tmp_path):
-    from audioaudit.vecstore import RerankStore, RerankWriter
+    from audioaudit.index.faiss.rerank import RerankStore, RerankWriter
 
     x = clustered(1000, 8, seed=3)
     w = RerankWriter(tmp_path / "r.npy", 1000, 8, "float16")

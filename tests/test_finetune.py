@@ -6,14 +6,21 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from audioaudit.errors import UserError
-from audioaudit.finetune import checkpoint as ck
-from audioaudit.finetune.losses import info_nce, koleo, pos_neg_similarity, triplet_loss
-from audioaudit.finetune.recipes import get_recipe
-from audioaudit.finetune.trainer import ViewTask, fit
-from audioaudit.finetune.views import ViewSettings, build_view_cache, fit_views, load_view_cache
 from helpers_finetune import SR, make_clip
+
+from audioaudit.detector.finetune.losses import info_nce, koleo, pos_neg_similarity, triplet_loss
+from audioaudit.detector.finetune.recipes import get_recipe
+from audioaudit.detector.finetune.trainer import ViewTask, fit
+from audioaudit.detector.finetune.views import (
+    ClipSource,
+    Featurizer,
+    ViewSettings,
+    build_view_cache,
+    fit_views,
+    load_view_cache,
+)
+from audioaudit.encoders import checkpoint as ck
+from audioaudit.errors import UserError
 
 
 def _norm(x):
@@ -62,7 +69,8 @@ def _cache(tmp_path, clips, load=None, **kw):
     settings = ViewSettings(n_views=3, seed=1, length=SR // 2, shard_size=2, **kw)
     ids = [f"c{i}" for i in range(len(clips))]
     load = load or (lambda i: clips[i])
-    return build_view_cache(tmp_path, ids, load, SR, lambda v: fit_views(v, SR // 2), {"kind": "waveforms"}, settings)
+    featurizer = Featurizer(lambda v: fit_views(v, SR // 2), {"kind": "waveforms"})
+    return build_view_cache(tmp_path, ClipSource(ids, load, SR), featurizer, settings)
 
 
 def test_view_cache_resumes_identically_and_lists_skipped(tmp_path):
@@ -81,7 +89,8 @@ def test_view_cache_resumes_identically_and_lists_skipped(tmp_path):
     np.testing.assert_array_equal(full.lengths, again.lengths)
     assert not np.array_equal(full.data[0, 0], full.data[0, 1])  # views differ from the clean clip
     with pytest.raises(UserError, match="other settings"):
-        build_view_cache(tmp_path / "a", ["c0"], load, SR, fit_views, {"kind": "waveforms"}, ViewSettings(n_views=2))
+        build_view_cache(tmp_path / "a", ClipSource(["c0"], load, SR), Featurizer(fit_views, {"kind": "waveforms"}),
+                         ViewSettings(n_views=2))
 
 
 def test_view_cache_records_max_strength_only_when_set(tmp_path):
@@ -97,7 +106,7 @@ def test_view_cache_records_max_strength_only_when_set(tmp_path):
 
 
 def test_job_settings_name_the_views_only_when_not_default(tmp_path):
-    from audioaudit.finetune.pipeline import Job
+    from audioaudit.detector.finetune.pipeline import Job
 
     job = dict(corpus=str(tmp_path), out_dir=tmp_path, recipe=get_recipe("infonce"))
     assert "views" not in Job(**job).settings()
@@ -121,7 +130,7 @@ def _toy_task(recipe_name="infonce", **kw):
 
 
 def _toy_model(seed=0):
-    from audioaudit.finetune.heads import HeadConfig, ProjectionHead
+    from audioaudit.encoders.heads import HeadConfig, ProjectionHead
 
     torch.manual_seed(seed)
     return ProjectionHead(HeadConfig(in_dim=24, hidden=32, out_dim=16))
@@ -184,7 +193,7 @@ def test_waveform_rows_are_cropped_inside_valid_spans():
 def test_epoch_order_class_batches_groups_same_kind_clips():
     import numpy as np
 
-    from audioaudit.finetune.trainer import epoch_order
+    from audioaudit.detector.finetune.trainer import epoch_order
 
     labels = [f"c{i % 5}" for i in range(100)]
     ids = np.arange(100)

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_finetune import SR, make_clip, write_corpus
 from typer.testing import CliRunner
 
+from audioaudit.audio.fingerprint import file_sha256
 from audioaudit.cli import app
+from audioaudit.detector.finetune.pipeline import Job, run_finetune
+from audioaudit.detector.finetune.recipes import get_recipe
 from audioaudit.encoders import load_encoder
-from audioaudit.finetune.checkpoint import file_sha256
-from audioaudit.finetune.pipeline import Job, run_finetune
-from audioaudit.finetune.recipes import get_recipe
-from helpers_finetune import SR, make_clip, write_corpus
 
 TINY_CONV = {"arch": "conv", "channels": [4, 8], "dim": 16, "window_seconds": 1.0, "hop_seconds": 0.5}
 TINY_HTSAT = {"arch": "htsat", "n_mels": 32, "spec_size": 64, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2],
@@ -60,14 +60,22 @@ def test_cli_head_on_mel_round_trips_and_resumes(corpus, tmp_path):
     assert enc.identity()["head_sha256"] == file_sha256(out / "head.safetensors")
     assert enc.identity()["base"] == mel.identity() and enc.dim == 128
     # the encoder is exactly head(L2(mel)) with the saved weights
-    from audioaudit.finetune.heads import HeadConfig, ProjectionHead
     from safetensors.torch import load_file
+
+    from audioaudit.encoders.heads import HeadConfig, ProjectionHead
 
     head = ProjectionHead(HeadConfig(**cfg["head"]))
     head.load_state_dict(load_file(str(out / "head.safetensors")))
     with torch.no_grad():
         want = head(torch.from_numpy(mel.embed(_probe()))).numpy()
     np.testing.assert_allclose(enc.embed(_probe()), want, atol=1e-6)
+    # the loader itself takes its base loader as an argument (it never imports the registry)
+    from audioaudit.encoders.finetuned import load_finetuned
+    from audioaudit.encoders.registry import load_encoder as registry_load
+
+    seen = []
+    direct = load_finetuned(str(out), load_base=lambda spec, **kw: seen.append(spec) or registry_load(spec, **kw))
+    assert seen == ["mel"] and direct.identity() == enc.identity()
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and all("pos_sim" in h for h in history)
     # default view settings are not written down: caches and runs made before the options stay valid
@@ -90,7 +98,7 @@ def test_cli_refuses_bad_arguments(corpus, tmp_path):
 
 
 def test_cli_view_families_and_max_strength_reach_the_views_cache(corpus, tmp_path):
-    from audioaudit.augment import STANDARD_FAMILIES
+    from audioaudit.detector.augment import STANDARD_FAMILIES
 
     out = tmp_path / "det"
     common = ["finetune", str(corpus), "--base", "mel", "--out", str(out), "--views", "2", "--batch-size", "4",

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from audioaudit import faiss_index as fx
-from audioaudit import schema, store
-from audioaudit.build import BuildOptions, add_to_index, build_index
-from audioaudit.errors import UserError
 from helpers_index import TinyEncoder, make_corpus, synth_clip, write
+
+from audioaudit import schema
+from audioaudit.errors import UserError
+from audioaudit.index import store
+from audioaudit.index.build import BuildHooks, add_to_index, build_index
+from audioaudit.index.faiss import facade as fx
+from audioaudit.index.options import BuildOptions
 
 OPTS = dict(shard_size=3, workers=0, progress=False)
 
@@ -46,7 +48,8 @@ def test_build_writes_the_index_directory(built, corpus):
     assert res.clips == 12 and ix.items["item_id"].nunique() == 12
     # every clip of 1-3 s at 1 s windows / 0.5 s hop: ceil-ish count, last window aligned to the end;
     # windows of digital silence (the noise bursts' quiet stretches) are not indexed
-    from audioaudit.audio import LoadOptions, audible_bounds, load_audio, window_bounds
+    from audioaudit.audio.io import LoadOptions, load_audio
+    from audioaudit.audio.windows import audible_bounds, window_bounds
 
     for item_id, g in ix.items.groupby("item_id"):
         dur = g["duration"].iloc[0]
@@ -64,7 +67,7 @@ def test_build_writes_the_index_directory(built, corpus):
     assert bad and bad[0]["kind"] == "unreadable" and "decode" in bad[0]["reason"]
     # the stored vector of a window is the encoder's embedding of that window
     first = ix.items.iloc[0]
-    from audioaudit.audio import LoadOptions, load_audio
+    from audioaudit.audio.io import LoadOptions, load_audio
 
     clip = load_audio(corpus / first["path"], LoadOptions(sample_rate=16000))
     w = clip.wave[int(first["start"] * 16000) : int(round(first["end"] * 16000))]
@@ -108,7 +111,7 @@ def test_interrupted_build_resumes_without_redoing_finished_shards(corpus, tmp_p
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_index(corpus, TinyEncoder(), d, opts=BuildOptions(**OPTS), on_shard=stop_after_two)
+        build_index(corpus, TinyEncoder(), d, opts=BuildOptions(**OPTS), hooks=BuildHooks(on_shard=stop_after_two))
     shard_dir = d / schema.SHARDS_DIR
     assert sorted(p.stem for p in shard_dir.glob("*.parquet")) == sorted(written)
     assert not (d / schema.MANIFEST_FILE).exists()

@@ -10,14 +10,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers_index import SR, TinyEncoder, make_corpus, synth_clip, write
 from typer.testing import CliRunner
 
-from audioaudit import faiss_index as fx
-from audioaudit import faiss_ivfpq, schema, store
-from audioaudit.build import BuildOptions, _wipe, add_to_index, build_index
+from audioaudit import schema
 from audioaudit.cli import app
 from audioaudit.errors import UserError
-from helpers_index import SR, TinyEncoder, make_corpus, synth_clip, write
+from audioaudit.index import store
+from audioaudit.index.build import BuildHooks, _wipe, add_to_index, build_index
+from audioaudit.index.faiss import facade as fx
+from audioaudit.index.faiss import ivfpq as faiss_ivfpq
+from audioaudit.index.options import BuildOptions
 
 LARGE_FILES = ("rerank.npy", "large_index.json")
 
@@ -148,7 +151,7 @@ def test_interrupted_ivfpq_build_resumes(tiny_corpus, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         build_index(tiny_corpus, TinyEncoder(), d, opts=BuildOptions(index_type="ivfpq", **OPTS),
-                    on_shard=stop_after_two)
+                    hooks=BuildHooks(on_shard=stop_after_two))
     (d / faiss_ivfpq.BUILD_DIR).mkdir()  # as a build killed while indexing leaves it
     (d / faiss_ivfpq.BUILD_DIR / "rerank.npy").write_bytes(b"half")
     res = build_index(tiny_corpus, TinyEncoder(), d, opts=BuildOptions(index_type="ivfpq", **OPTS))

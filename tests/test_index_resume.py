@@ -11,18 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from audioaudit import faiss_index as fx
-from audioaudit import schema, store
-from audioaudit.build import BuildOptions, build_index
-from audioaudit.embedding import scan_shards
 from helpers_index import TinyEncoder, make_corpus
+
+from audioaudit import schema
+from audioaudit.index import store
+from audioaudit.index.build import build_index
+from audioaudit.index.faiss import facade as fx
+from audioaudit.index.options import BuildOptions
+from audioaudit.index.shards import scan_shards
 
 CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from helpers_index import TinyEncoder
-from audioaudit.build import BuildOptions, build_index
+from audioaudit.index.build import build_index
+from audioaudit.index.options import BuildOptions
 
 class Slow(TinyEncoder):
     def embed(self, batch):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from audioaudit import metrics as M
+from audioaudit.detector.benchmark import metrics as M
 
 
 def test_micro_ap_hand_computed():

@@ -21,10 +21,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers_reliability import (
+    LOOP,
+    SR,
+    cli,
+    clip,
+    good_corpus,
+    index_vectors,
+    items,
+    sparse_wav,
+    this_run,
+    truncated_wav,
+    write_bad_inputs,
+    write_wav,
+)
 
-from audioaudit import audio as A
-from helpers_reliability import (LOOP, SR, cli, good_corpus, index_vectors, items, sparse_wav, this_run,
-                                 truncated_wav, write_bad_inputs, write_wav, clip)
+from audioaudit.audio import io
 
 REASON_WORDS = {"truncated": "truncated", "empty": "zero-byte", "silent": "silent", "non_finite": "NaN",
                 "too_long": "cap", "symlink_loop": "symlink loop"}
@@ -33,17 +45,17 @@ REASON_WORDS = {"truncated": "truncated", "empty": "zero-byte", "silent": "silen
 # ------------------------------------------------------------------ unit level
 def test_truncated_wav_is_refused_naming_both_lengths(tmp_path):
     p = truncated_wav(tmp_path / "t.wav", seconds=2.0, keep=0.5)
-    got = A.try_load(p)
-    assert isinstance(got, A.Skipped) and got.kind == "truncated"
+    got = io.try_load(p)
+    assert isinstance(got, io.Skipped) and got.kind == "truncated"
     assert "2.000 s" in got.reason and "1.000 s" in got.reason
     # the same bytes with a streaming writer's placeholder size (0xFFFFFFFF) are not truncation
     data = bytearray(p.read_bytes())
     data[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
     (tmp_path / "stream.wav").write_bytes(bytes(data))
-    assert A.wav_truncation(str(tmp_path / "stream.wav")) is None
+    assert io.wav_truncation(str(tmp_path / "stream.wav")) is None
     # and a complete file, with an extra chunk before its data, is fine
     good = write_wav(tmp_path / "good.wav", clip(1, 1.0))
-    assert A.wav_truncation(str(good)) is None and isinstance(A.try_load(good), A.Clip)
+    assert io.wav_truncation(str(good)) is None and isinstance(io.try_load(good), io.Clip)
 
 
 def test_overlong_file_is_refused_from_its_header_without_decoding(tmp_path, monkeypatch):
@@ -52,17 +64,17 @@ def test_overlong_file_is_refused_from_its_header_without_decoding(tmp_path, mon
     def no_decoding(path):
         raise AssertionError("the whole file was decoded")
 
-    monkeypatch.setattr(A, "_decode", no_decoding)
-    with pytest.raises(A.TooLongAudio, match="7200.0 s is longer than the cap of 3600 s"):
-        A.load_audio(p, A.LoadOptions(sample_rate=SR))
+    monkeypatch.setattr(io, "_decode", no_decoding)
+    with pytest.raises(io.TooLongAudio, match="7200.0 s is longer than the cap of 3600 s"):
+        io.load_audio(p, io.LoadOptions(sample_rate=SR))
 
 
 def test_fifo_is_skipped_not_opened(tmp_path):
     import os
 
     os.mkfifo(tmp_path / "pipe.wav")  # opening it for reading would block forever
-    got = A.try_load(tmp_path / "pipe.wav")
-    assert isinstance(got, A.Skipped) and got.kind == "unreadable" and "not a regular file" in got.reason
+    got = io.try_load(tmp_path / "pipe.wav")
+    assert isinstance(got, io.Skipped) and got.kind == "unreadable" and "not a regular file" in got.reason
 
 
 # ------------------------------------------------------------------ through the CLI
@@ -161,8 +173,10 @@ def test_silent_stretches_never_match_each_other(tmp_path):
     """Clips with digital-silence tails must not match one another through their silence
     (a false copy at similarity 1.0), and that silence must not drown a real copy's score
     (the background of ranks 2-11 would be 1.0 too): silent windows are not indexed or searched."""
-    from audioaudit.audit import AuditOptions, run_audit
-    from audioaudit.build import BuildOptions, build_index
+    from audioaudit.audit.options import AuditOptions
+    from audioaudit.audit.run import run_audit
+    from audioaudit.index.build import build_index
+    from audioaudit.index.options import BuildOptions
 
     corpus, gen, ix = tmp_path / "corpus", tmp_path / "gen", tmp_path / "ix"
     tail = np.zeros(3 * SR, np.float32)

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers_reliability import cli, good_corpus, kill_group, leftover_temps, popen_cli, wait_for
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from audioaudit.build import BuildOptions, build_index
     from audioaudit.encoders import load_encoder
+    from audioaudit.index.build import build_index
+    from audioaudit.index.options import BuildOptions
 
     base = tmp_path_factory.mktemp("concurrency")
     corpus, ix = base / "corpus", base / "index" / "train"
@@ -53,7 +53,7 @@ def test_second_build_into_a_folder_being_built_is_refused(built):
     base, corpus, _, _ = built
     root = base / "locked"
     args = ["index", "build", corpus, "--encoder", "mel", "--name", "x", "--root", root, "--no-progress"]
-    first = popen_cli(*args, throttle=("audioaudit.embedding", "write_shard", 3.0))
+    first = popen_cli(*args, throttle=("audioaudit.index.shards", "write_shard", 3.0))
     shards = root / "x" / "shards"
     try:
         wait_for(lambda: any(shards.glob("*.parquet")), first, what="the first build's first shard")

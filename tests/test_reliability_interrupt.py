@@ -16,9 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from helpers_reliability import (cli, good_corpus, index_vectors, items, kill_group, leftover_temps, popen_cli,
-                                 this_run, wait_for)
+from helpers_reliability import (
+    cli,
+    good_corpus,
+    index_vectors,
+    items,
+    kill_group,
+    leftover_temps,
+    popen_cli,
+    this_run,
+    wait_for,
+)
 
 TINY_CONV = {"arch": "conv", "channels": [4, 8], "dim": 16, "window_seconds": 1.0, "hop_seconds": 0.5}
 
@@ -30,8 +38,9 @@ def _mtimes(paths) -> dict[str, int]:
 def test_build_removes_temp_files_a_killed_writer_left(tmp_path):
     """A writer killed between ``write(tmp)`` and ``os.replace`` leaves ``.NAME.tmpPID``;
     the next build removes such leftovers in the index folder and in its shards."""
-    from audioaudit.build import BuildOptions, build_index
     from audioaudit.encoders import load_encoder
+    from audioaudit.index.build import build_index
+    from audioaudit.index.options import BuildOptions
 
     corpus, ix = tmp_path / "corpus", tmp_path / "ix"
     good_corpus(corpus, n=3)
@@ -51,7 +60,7 @@ def test_sigkilled_index_build_resumes_without_redoing_finished_shards(tmp_path)
     args = ["index", "build", corpus, "--encoder", "mel", "--root", root, "--shard-size", "2", "--no-progress"]
     shards = root / "killed" / "shards"
 
-    proc = popen_cli(*args, "--name", "killed", throttle=("audioaudit.embedding", "write_shard", 1.5))
+    proc = popen_cli(*args, "--name", "killed", throttle=("audioaudit.index.shards", "write_shard", 1.5))
     wait_for(lambda: len(list(shards.glob("*.parquet"))) >= 1, proc, what="the first finished shard")
     kill_group(proc, signal.SIGKILL)
     proc.wait()
@@ -95,7 +104,7 @@ def test_sigkilled_finetune_resumes_to_the_uninterrupted_result(tmp_path):
     out = tmp_path / "killed"
 
     proc = popen_cli(*_finetune_args(corpus, cfg, out),
-                     throttle=("audioaudit.finetune.checkpoint", "save_training", 3.0))
+                     throttle=("audioaudit.encoders.checkpoint", "save_training", 3.0))
     last = out / "checkpoints" / "last.json"
     wait_for(last.exists, proc, what="the first epoch checkpoint")
     kill_group(proc, signal.SIGKILL)

@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from audioaudit.report import render_duplicates, render_report
 from helpers_report import HOSTILE_CLASS, HOSTILE_FILE, HOSTILE_PROMPT, make_duplicates_index, make_run
+
+from audioaudit.report import PageOptions, ReportOptions, render_duplicates, render_report
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,8 @@ def report(tmp_path_factory):
     base = tmp_path_factory.mktemp("browser")
     a = make_run(base, "run-a", n_queries=8)
     b = make_run(base, "run-b", n_queries=4, seed=3, hostile=False, corpus=(a.corpus_root, None), missing_train=False)
-    index = render_report([a.run_dir, b.run_dir], base / "report", workers=0, progress=False, page_size=10)
+    index = render_report([a.run_dir, b.run_dir], base / "report", ReportOptions(workers=0, page_size=10),
+                          progress=False)
     data = json.loads(index.read_text(encoding="utf-8").split('id="report-data">', 1)[1].split("</script>", 1)[0])
     return a, b, index, data
 
@@ -141,7 +142,7 @@ def test_page_loads_plays_filters_and_is_screenshotted(browser, report):
 
 def test_duplicates_page_in_browser(browser, tmp_path):
     index_dir, _ = make_duplicates_index(tmp_path)
-    index = render_duplicates(index_dir, tmp_path / "dups", workers=0, progress=False)
+    index = render_duplicates(index_dir, tmp_path / "dups", PageOptions(workers=0), progress=False)
     w = Watched(browser, index.as_uri())
     shown = w.audio_metadata()
     assert len(shown) == 5 and all(s["duration"] > 1.9 for s in shown)  # 1 exact + 4 near members

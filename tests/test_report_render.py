@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from helpers_report import HOSTILE_CLASS, HOSTILE_FILE, HOSTILE_PROMPT, HOSTILE_TRAIN, make_duplicates_index, make_run
 
 from audioaudit.errors import UserError
-from audioaudit.report import render_duplicates, render_report
-from helpers_report import HOSTILE_CLASS, HOSTILE_FILE, HOSTILE_PROMPT, HOSTILE_TRAIN, make_duplicates_index, make_run
+from audioaudit.report import PageOptions, ReportOptions, render_duplicates, render_report
 
 
 def page_data(index: Path) -> dict:
@@ -35,7 +35,7 @@ def two_runs(tmp_path_factory):
     b = make_run(base, "run-b", n_queries=6, seed=1, hostile=False,
                  corpus=(a.corpus_root, None), missing_train=False)
     out = base / "reports" / "ab"
-    index = render_report([a.run_dir, b.run_dir], out, workers=0, progress=False)
+    index = render_report([a.run_dir, b.run_dir], out, ReportOptions(workers=0), progress=False)
     return base, a, b, out, index
 
 
@@ -123,7 +123,8 @@ def test_summary_comparison_and_cards(two_runs):
 
 def test_absolute_paths_on_request(two_runs, tmp_path):
     base, a, *_ = two_runs
-    index = render_report([a.run_dir], tmp_path / "abs", absolute_paths=True, max_cards=2, workers=0, progress=False)
+    opts = ReportOptions(absolute_paths=True, max_cards=2, workers=0)
+    index = render_report([a.run_dir], tmp_path / "abs", opts, progress=False)
     data = page_data(index)
     assert len(data["cards"]) == 2 and all(c["flag"] for c in data["cards"])  # flagged first
     assert all(c["title"].startswith(str(a.generated_root.resolve())) for c in data["cards"])
@@ -133,18 +134,20 @@ def test_absolute_paths_on_request(two_runs, tmp_path):
 def test_rerender_reuses_and_prunes_media(two_runs, tmp_path):
     base, a, *_ = two_runs
     out = tmp_path / "again"
-    render_report([a.run_dir], out, workers=0, progress=False)
+    render_report([a.run_dir], out, ReportOptions(workers=0), progress=False)
     media = {p: p.stat().st_mtime_ns for p in (out / "media").iterdir()}
-    render_report([a.run_dir], out, workers=0, progress=False)
+    render_report([a.run_dir], out, ReportOptions(workers=0), progress=False)
     assert {p: p.stat().st_mtime_ns for p in (out / "media").iterdir()} == media  # nothing re-encoded
-    render_report([a.run_dir], out, max_cards=1, top_k=1, workers=0, progress=False)
+    render_report([a.run_dir], out, ReportOptions(max_cards=1, top_k=1, workers=0), progress=False)
     assert len(list((out / "media").iterdir())) == 2  # stale media removed: 1 clip + 1 match
 
 
 def test_parallel_workers_give_the_same_page(two_runs, tmp_path):
     base, a, *_ = two_runs
-    serial = page_data(render_report([a.run_dir], tmp_path / "s", max_cards=3, workers=0, progress=False))
-    parallel = page_data(render_report([a.run_dir], tmp_path / "p", max_cards=3, workers=2, progress=False))
+    serial = page_data(render_report([a.run_dir], tmp_path / "s", ReportOptions(max_cards=3, workers=0),
+                                     progress=False))
+    parallel = page_data(render_report([a.run_dir], tmp_path / "p", ReportOptions(max_cards=3, workers=2),
+                                       progress=False))
     assert serial["cards"] == parallel["cards"]
 
 
@@ -153,7 +156,7 @@ def test_refuses_foreign_output_folder(two_runs, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     with pytest.raises(UserError, match="not written by"):
-        render_report([a.run_dir], tmp_path / "mine", workers=0, progress=False)
+        render_report([a.run_dir], tmp_path / "mine", ReportOptions(workers=0), progress=False)
     with pytest.raises(UserError, match="at least one"):
         render_report([], tmp_path / "x")
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
@@ -161,7 +164,7 @@ def test_refuses_foreign_output_folder(two_runs, tmp_path):
 
 def test_duplicates_page(tmp_path):
     index_dir, corpus = make_duplicates_index(tmp_path)
-    index = render_duplicates(index_dir, tmp_path / "dups", workers=0, progress=False)
+    index = render_duplicates(index_dir, tmp_path / "dups", PageOptions(workers=0), progress=False)
     html = index.read_text(encoding="utf-8")
     data = page_data(index)
     assert [c["cls"] for c in data["cards"]] == ["exact", "near"]

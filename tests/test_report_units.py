@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from helpers_report import HOSTILE_FILE, make_run
 
 from audioaudit import schema
 from audioaudit.errors import UserError
@@ -28,7 +28,6 @@ from audioaudit.report.model import Span
 from audioaudit.report.paths import PathPolicy, inside, resolve_root
 from audioaudit.report.plots import comparison_plot, similarity_histogram
 from audioaudit.report.summary_view import summary_view
-from helpers_report import HOSTILE_FILE, make_run
 
 S = MediaSettings()
 

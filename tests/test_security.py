@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_reliability import cli, clip, evil_pickle, good_corpus, items, prove_payload_runs, write_wav
 
 from audioaudit.errors import UserError
-from helpers_reliability import cli, evil_pickle, good_corpus, items, prove_payload_runs, write_wav, clip
 
 TINY_CONV = {"arch": "conv", "channels": [4, 8], "dim": 16, "window_seconds": 1.0, "hop_seconds": 0.5}
 
@@ -47,8 +47,9 @@ def test_laion_checkpoint_pickle_is_refused(evil):
 
 
 def test_hf_directory_with_a_pickled_weights_file_is_refused(evil, tmp_path):
-    from audioaudit.encoders import load_encoder
     from helpers_encoders import write_tiny_hf_dir
+
+    from audioaudit.encoders import load_encoder
 
     path, marker = evil
     _, d = write_tiny_hf_dir(tmp_path / "hf")
@@ -77,9 +78,9 @@ def test_tango_adapter_bin_weights_pickle_is_refused(evil, tmp_path):
 
 
 def _scratch_detector(d: Path) -> Path:
-    from audioaudit.finetune.checkpoint import save_tensors
-    from audioaudit.finetune.encoder import CONFIG, FORMAT
-    from audioaudit.finetune.scratch import build_scratch
+    from audioaudit.encoders.checkpoint import save_tensors
+    from audioaudit.encoders.finetuned import CONFIG, FORMAT
+    from audioaudit.encoders.scratch import build_scratch
 
     net, arch = build_scratch(TINY_CONV)
     save_tensors(d / "model.safetensors", net.state_dict())
@@ -102,8 +103,8 @@ def test_finetuned_weights_replaced_by_a_pickle_are_refused(evil, tmp_path):
 def test_finetune_resume_refuses_a_pickled_checkpoint_and_views_cache(evil, tmp_path):
     import torch
 
-    from audioaudit.finetune import checkpoint as ck
-    from audioaudit.finetune.views import load_view_cache
+    from audioaudit.detector.finetune.views import load_view_cache
+    from audioaudit.encoders import checkpoint as ck
 
     path, marker = evil
     model = torch.nn.Linear(3, 2)
@@ -181,8 +182,9 @@ HOSTILE_DIR, HOSTILE_FILE = "q<", "script><b onmouseover=alert(2)>x.wav"  # rel 
 
 @pytest.mark.slow
 def test_hostile_file_names_are_escaped_in_the_cli_report(tmp_path):
-    from audioaudit.build import BuildOptions, build_index
     from audioaudit.encoders import load_encoder
+    from audioaudit.index.build import build_index
+    from audioaudit.index.options import BuildOptions
 
     corpus, ix, gen, run = tmp_path / "corpus", tmp_path / "ix", tmp_path / "gen", tmp_path / "run"
     rels = good_corpus(corpus, n=3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioaudit import synth
+from audioaudit.audio import sounds, speech, synth
 
 
 def _pcm_sha(path) -> str:
@@ -16,10 +16,10 @@ def _pcm_sha(path) -> str:
     return hashlib.sha256(x.tobytes()).hexdigest()
 
 
-@pytest.mark.parametrize("cls", [c for c in synth.CLASSES if c != "speech"])
+@pytest.mark.parametrize("cls", [c for c in sounds.CLASSES if c != "speech"])
 def test_every_class_makes_finite_audible_audio_of_the_asked_length(cls):
     rng = np.random.default_rng(3)
-    x = synth.synthesize(cls, rng, 1.5, 16000)
+    x = sounds.synthesize(cls, rng, 1.5, 16000)
     assert x.dtype == np.float32 and x.shape == (24000,)
     assert np.isfinite(x).all()
     peak = np.abs(x).max()
@@ -40,8 +40,8 @@ def _logmel_descriptor(x: np.ndarray, sr: int) -> np.ndarray:
 def test_two_clips_of_a_class_are_not_near_copies(cls):
     """Different seeds give different recordings: their spectra differ far more than the
     same clip delayed by 50 ms."""
-    a = synth.synthesize(cls, np.random.default_rng(1), 2.0)
-    b = synth.synthesize(cls, np.random.default_rng(2), 2.0)
+    a = sounds.synthesize(cls, np.random.default_rng(1), 2.0)
+    b = sounds.synthesize(cls, np.random.default_rng(2), 2.0)
     moved = np.roll(a, 800)
     da, db, dm = (_logmel_descriptor(v, 16000) for v in (a, b, moved))
     assert np.linalg.norm(da - db) > 2.5 * np.linalg.norm(da - dm)
@@ -85,16 +85,16 @@ def test_unknown_class_is_refused(tmp_path):
 
 
 def test_speech_is_skipped_with_a_note_without_espeak(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(synth, "espeak_program", lambda: None)
+    monkeypatch.setattr(speech, "espeak_program", lambda: None)
     info = synth.make_corpus(tmp_path, classes=["speech", "bell"], per_class=1, seconds=(0.5, 0.5))
     assert info.classes == ["bell"] and "speech" in info.skipped_classes
     assert "espeak-ng" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(synth.espeak_program() is None, reason="espeak-ng not installed on this machine")
+@pytest.mark.skipif(speech.espeak_program() is None, reason="espeak-ng not installed on this machine")
 def test_speech_clips_differ_and_are_voiced():
-    a = synth.synthesize("speech", np.random.default_rng(1), 2.0)
-    b = synth.synthesize("speech", np.random.default_rng(2), 2.0)
+    a = sounds.synthesize("speech", np.random.default_rng(1), 2.0)
+    b = sounds.synthesize("speech", np.random.default_rng(2), 2.0)
     assert a.shape == b.shape == (32000,)
     assert (np.abs(a) > 0.01).mean() > 0.1 and not np.allclose(a, b)
 

@@ -63,8 +63,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rank the nearest training sources of every generated clip, compare with the training
         set's own nearest-neighbour distribution, flag copies, localise the copied spans."""
-        from audioaudit import store
-        from audioaudit.audit import AuditOptions, run_audit
+        from audioaudit.audit.options import AuditOptions
+        from audioaudit.audit.run import run_audit
+        from audioaudit.index import store
 
         opts = AuditOptions(top_k=top_k, threshold=threshold, threshold_on=threshold_on, same_class=same_class,
                             nprobe=nprobe, ef_search=ef_search, batch_size=batch_size, workers=workers,

@@ -28,11 +28,11 @@ def synth_cmd(
     from rich.console import Console
     from rich.progress import Progress
 
-    from audioaudit import synth
+    from audioaudit.audio import sounds, synth
     from audioaudit.errors import UserError
 
     try:
-        usable, _ = synth.available_classes(classes or None)
+        usable, _ = sounds.available_classes(classes or None)
     except ValueError as e:
         raise UserError(str(e)) from None
     if min_seconds <= 0 or max_seconds < min_seconds:
@@ -98,24 +98,24 @@ def bench_cmd(
     from rich.console import Console
     from rich.progress import Progress
 
-    from audioaudit import bench_run, benchmark
+    from audioaudit.detector.benchmark import dataset, evaluate
     from audioaudit.encoders import load_encoder
 
     fams = tuple(f.strip() for item in (families or []) for f in item.split(",") if f.strip())
-    spec = benchmark.BenchSpec(families=fams, per_family=per_family, distractors=distractors, seed=seed,
+    spec = dataset.BenchSpec(families=fams, per_family=per_family, distractors=distractors, seed=seed,
                                dedupe=dedupe)
     console = Console()
     loaded = [(s, load_encoder(s)) for s in encoders]  # a bad spec fails before any work
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("building benchmark", total=None)
-        bench = benchmark.build_benchmark(corpus, cache, spec, rebuild=rebuild,
+        bench = dataset.build_benchmark(corpus, cache, spec, rebuild=rebuild,
                                           progress=lambda stage, n: bar.update(task, advance=n, description=stage))
         rows = []
         for s, enc in loaded:
             t = bar.add_task(f"embedding with {s}", total=len(bench.references) + len(bench.queries))
-            rows += bench_run.run_benchmark(bench, enc, spec=s, normalise=normalise, top_k=top_k,
+            rows += evaluate.run_benchmark(bench, enc, spec=s, normalise=normalise, top_k=top_k,
                                             progress=lambda n, t=t: bar.advance(t, n))
-    summary = bench_run.bench_summary(bench)
+    summary = evaluate.bench_summary(bench)
     console.print(bench_table(rows, summary))
     for note in bench.notes:
         console.print(f"note: {note}")
@@ -139,15 +139,15 @@ def calibrate_cmd(
     from rich.console import Console
     from rich.progress import Progress
 
-    from audioaudit.calibrate import calibrate_encoder
+    from audioaudit.detector.calibrate import CalibrateOptions, calibrate_encoder
     from audioaudit.encoders import load_encoder
 
     enc = load_encoder(encoder)
+    opts = CalibrateOptions(target_precision=target_precision, normalise=normalise, max_clips=max_clips,
+                            views_per_clip=views, seed=seed)
     with Progress(transient=True) as bar:
         task = bar.add_task("calibrating", total=None)
-        cal = calibrate_encoder(enc, corpus, out, target_precision=target_precision, normalise=normalise,
-                                max_clips=max_clips, views_per_clip=views, seed=seed,
-                                progress=lambda n: bar.advance(task, n))
+        cal = calibrate_encoder(enc, corpus, out, opts, progress=lambda n: bar.advance(task, n))
     c = Console()
     state = "" if cal.reached else " (target NOT reached: threshold set above every negative)"
     c.print(f"threshold {cal.threshold:.4f} on the {cal.score}: precision {cal.precision:.3f} "
@@ -158,12 +158,10 @@ def calibrate_cmd(
 
 def _write_json(path: Path, obj) -> None:
     import json
-    import os
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
+    from audioaudit.util.atomic import write_text
+
+    write_text(path, json.dumps(obj, indent=1, default=float))  # numpy scalars as numbers
 
 
 def register(app: typer.Typer) -> None:

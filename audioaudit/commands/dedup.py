@@ -15,8 +15,8 @@ import typer
 
 def hash_file(path: str):
     """(pcm hash | None, Skipped | None) of one file decoded at the fixed dedup rate (worker)."""
-    from audioaudit.audio import LoadOptions, Skipped, try_load
-    from audioaudit.dedup import DUP_RATE, pcm_hash
+    from audioaudit.audio.fingerprint import DUP_RATE, pcm_hash
+    from audioaudit.audio.io import LoadOptions, Skipped, try_load
 
     got = try_load(path, LoadOptions(sample_rate=DUP_RATE, silence_dbfs=None))
     if isinstance(got, Skipped):
@@ -29,7 +29,7 @@ def print_groups(dups, total_files=None, limit: int = 20) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from audioaudit.dedup import groups_from_rows, summarise
+    from audioaudit.duplicates.groups import groups_from_rows, summarise
 
     groups = groups_from_rows(dups.to_dict("records")) if dups is not None else []
     s = summarise(groups)
@@ -51,7 +51,7 @@ def print_groups(dups, total_files=None, limit: int = 20) -> None:
 
 def dedup_index(name: str, root: Path, limit: int, html: Optional[Path], out: Optional[Path],
                 title: Optional[str] = None) -> None:
-    from audioaudit import store
+    from audioaudit.index import store
 
     ix = store.open_index(store.resolve_index_dir(name, root), load_faiss=False)
     if ix.duplicates is None:
@@ -70,9 +70,9 @@ def dedup_index(name: str, root: Path, limit: int, html: Optional[Path], out: Op
 def _write_out(df, out: Optional[Path]) -> None:
     if out is None:
         return
-    from audioaudit import store
+    from audioaudit.util import atomic
 
-    (store.write_csv if out.suffix == ".csv" else store.write_parquet)(df, out)
+    (atomic.write_csv if out.suffix == ".csv" else atomic.write_parquet)(df, out)
     typer.echo(f"written: {out}")
 
 
@@ -80,9 +80,9 @@ def dedup_corpus(corpus: Path, workers: int, limit: int, out: Optional[Path]) ->
     """Exact duplicates of a folder by PCM hash (no encoder needed)."""
     import pandas as pd
 
-    from audioaudit.build import corpus_work
-    from audioaudit.dedup import group_duplicates, groups_to_rows
-    from audioaudit.embedding import ordered_map
+    from audioaudit.audio.corpus import corpus_work
+    from audioaudit.duplicates.groups import group_duplicates, groups_to_rows
+    from audioaudit.util.workers import ordered_map
 
     root, work, skipped = corpus_work(corpus)
     ids, hashes = [], []
@@ -114,7 +114,8 @@ def register(app: typer.Typer) -> None:
         html: Optional[Path] = typer.Option(None, "--html", help="Write a listening page of the groups here."),
     ) -> None:
         """Find recordings present more than once in a training corpus."""
-        from audioaudit import schema, store
+        from audioaudit import schema
+        from audioaudit.index import store
 
         d = store.resolve_index_dir(target, root)
         if (d / schema.MANIFEST_FILE).exists():
@@ -126,8 +127,9 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"{target}: neither a corpus folder nor an index under {root}")
         if encoder is None and html is None:
             return dedup_corpus(corpus, workers, limit, out)
-        from audioaudit.build import BuildOptions, build_index
         from audioaudit.encoders import load_encoder
+        from audioaudit.index.build import build_index
+        from audioaudit.index.options import BuildOptions
 
         with tempfile.TemporaryDirectory(prefix="audioaudit-dedup-") as tmp:
             opts = BuildOptions(workers=workers, near_threshold=near_threshold, near_dups=encoder is not None)

@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from audioaudit.util.atomic import atomic_path
+
 EMBED_COLUMNS = ["path", "segment", "start", "end", "duration", "sha256", "embedding"]
 IDENTITY_KEY = b"audioaudit.encoder"
 
@@ -76,7 +78,8 @@ def embed(
 
 def _expand(inputs: List[Path]):
     """Files as given; folders through the corpus scanner (its skips are kept)."""
-    from audioaudit.audio import Skipped, scan_corpus
+    from audioaudit.audio.corpus import scan_corpus
+    from audioaudit.audio.io import Skipped
 
     paths: list[str] = []
     skipped: list = []
@@ -96,8 +99,10 @@ def embed_files(enc, paths: list[str], batch_size: int):
     """(rows, skipped): rows hold one segment each, in file order then time order."""
     from rich.progress import Progress
 
-    from audioaudit.audio import Clip, LoadOptions, file_sha256, try_load
-    from audioaudit.encoders.base import embed_in_batches, segments
+    from audioaudit.audio.fingerprint import file_sha256
+    from audioaudit.audio.io import Clip, LoadOptions, try_load
+    from audioaudit.audio.windows import WindowSpec, cut
+    from audioaudit.encoders.embed import embed_waves
 
     opts = LoadOptions(sample_rate=enc.sample_rate)
     rows: list[dict] = []
@@ -110,11 +115,11 @@ def embed_files(enc, paths: list[str], batch_size: int):
             if not isinstance(clip, Clip):
                 skipped.append(clip)
                 continue
-            segs = segments(clip.wave, enc)
-            vecs = embed_in_batches(enc, [s.wave for s in segs], batch_size)
+            segs = cut(clip.wave, WindowSpec.of(enc))
+            vecs = embed_waves(enc, [s.wave for s in segs], batch_size)
             digest = file_sha256(path)
-            for s, v in zip(segs, vecs):
-                rows.append({"path": path, "segment": s.index, "start": s.start, "end": s.end,
+            for i, (s, v) in enumerate(zip(segs, vecs)):
+                rows.append({"path": path, "segment": i, "start": s.start, "end": s.end,
                              "duration": clip.seconds, "sha256": digest, "embedding": v})
     return rows, skipped
 
@@ -129,21 +134,17 @@ def write_embeddings(rows: list[dict], identity: dict, dim: int, out: Path) -> N
     flat = pa.array(np.stack([r["embedding"] for r in rows]).astype(np.float32).ravel())
     table = pa.table({**cols, "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
     table = table.replace_schema_metadata({IDENTITY_KEY: json.dumps(identity, sort_keys=True).encode()})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _write_skipped(skipped, path: Path) -> None:
     import csv
 
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "kind", "reason"])
         w.writerows([s.path, s.kind, s.reason] for s in skipped)
-    os.replace(tmp, path)
 
 
 def _print_rows(rows: list[dict], enc) -> None:

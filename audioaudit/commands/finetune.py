@@ -41,9 +41,9 @@ def finetune_cmd(
     """Fine-tune an encoder into a copy detector on augmented views of CORPUS."""
     from rich.console import Console
 
+    from audioaudit.detector.finetune.pipeline import Job, run_finetune
+    from audioaudit.detector.finetune.recipes import DEFAULT_VIEWS, get_recipe, mode_defaults
     from audioaudit.errors import UserError
-    from audioaudit.finetune.pipeline import Job, run_finetune
-    from audioaudit.finetune.recipes import DEFAULT_VIEWS, get_recipe, mode_defaults
 
     console = Console()
     if (base is None) == (from_scratch is None):
@@ -76,7 +76,7 @@ def finetune_cmd(
 
 
 def _families(value: str | None) -> tuple[str, ...] | None:
-    from audioaudit.augment import FAMILIES, STANDARD_FAMILIES
+    from audioaudit.detector.augment import FAMILIES, STANDARD_FAMILIES
     from audioaudit.errors import UserError
 
     if not value:
@@ -112,9 +112,9 @@ def _scratch_config(value: str) -> dict:
 def _calibrate(res, corpus: Path, console) -> None:
     """Hand the trained detector to the calibration step when that module is present."""
     try:
-        from audioaudit.calibrate import calibrate_encoder
+        from audioaudit.detector.calibrate import calibrate_encoder
     except ImportError:
-        console.print("[yellow]calibration skipped[/]: audioaudit.calibrate is not available in this build")
+        console.print("[yellow]calibration skipped[/]: audioaudit.detector.calibrate is not available in this build")
         return
     from audioaudit.encoders import load_encoder
 

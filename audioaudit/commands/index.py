@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from audioaudit.audit.calibrate import FfrSettings
 
 
 def _interrupted(index_dir: Path) -> None:
@@ -60,11 +63,11 @@ def build_cmd(
                                      "the calibrated threshold allows."),
 ) -> None:
     """Embed every clip and window of CORPUS into index/NAME (resumable; reruns do only new work)."""
-    from audioaudit import store
-    from audioaudit.build import BuildOptions, build_index
     from audioaudit.encoders import load_encoder
-
     from audioaudit.errors import UserError, require
+    from audioaudit.index import store
+    from audioaudit.index.build import build_index
+    from audioaudit.index.options import BuildOptions
 
     if not 0 <= target_ffr < 1:
         raise UserError(f"--target-ffr must be in [0, 1) (got {target_ffr})")
@@ -78,38 +81,42 @@ def build_cmd(
     enc = load_encoder(encoder)
     opts = BuildOptions(index_type=index_type, nlist=nlist, nprobe=nprobe, ef_search=ef_search, shard_size=shard_size,
                         batch_size=batch_size, workers=workers, near_dups=not no_near_dups,
-                        near_threshold=near_threshold, progress=progress)
+                        near_threshold=near_threshold, progress=progress, labels=labels,
+                        corpus_manifest=None if manifest is None else str(manifest), overwrite=overwrite)
     try:
         if engine == "ray":
-            from audioaudit.distributed import build_with_ray
+            from audioaudit.index.ray import RayPlan, build_with_ray
 
-            res = build_with_ray(corpus, index_dir, encoder, address=address, workers=workers or 1,
-                                 gpus_per_worker=gpus_per_worker, shard_size=shard_size, batch_size=batch_size,
-                                 opts=opts, labels=labels, corpus_manifest=manifest, overwrite=overwrite, encoder=enc)
+            plan = RayPlan(encoder, address=address, actors=workers or 1, gpus_per_worker=gpus_per_worker)
+            res = build_with_ray(corpus, index_dir, plan, opts=opts, encoder=enc)
         else:
-            res = build_index(corpus, enc, index_dir, spec=encoder, opts=opts, labels=labels,
-                              corpus_manifest=manifest, overwrite=overwrite)
+            res = build_index(corpus, enc, index_dir, spec=encoder, opts=opts)
     except KeyboardInterrupt:
         _interrupted(index_dir)
     _print_result(res, "built")
     if background is not None:
-        _add_background(index_dir, background, enc, k=3, target_ffr=target_ffr, calibrate=True, progress=progress)
+        from audioaudit.audit.calibrate import FfrSettings
+
+        _add_background(index_dir, background, enc, 3, FfrSettings(target_false_flag_rate=target_ffr, progress=progress))
 
 
-def _add_background(index_dir: Path, folder: Path, enc, *, k: int, target_ffr: float, calibrate: bool,
-                    progress: bool, negatives: Path | None = None) -> None:
-    from audioaudit.background import build_background
+def _add_background(index_dir: Path, folder: Path, enc, k: int, calibration: FfrSettings | None) -> None:
+    """Embed the background set; calibrate the threshold on it unless ``calibration`` is None."""
+    from audioaudit.index import store
+    from audioaudit.index.background import build_background
 
-    bg = build_background(index_dir, folder, enc, k=k, progress=progress, workers=None)
+    progress = calibration.progress if calibration is not None else False
+    ix = store.open_index(index_dir)  # once, for the background set and its calibration
+    bg = build_background(ix, folder, enc, k=k, progress=progress, workers=None)
     left = len(bg.meta["in_training_set"])
     typer.echo(f"background set: {bg.n_clips} clips ({len(bg.vectors)} windows), k={bg.k}"
                + (f"; {left} clips left out: the training set holds the same audio" if left else "")
                + (f"; {len(bg.meta['skipped'])} unreadable" if bg.meta["skipped"] else ""))
-    if calibrate:
-        from audioaudit.calibrate_index import calibrate_index
+    if calibration is not None:
+        from audioaudit.audit.calibrate import calibrate_index
 
-        cal = calibrate_index(index_dir, enc, target_false_flag_rate=target_ffr, progress=progress,
-                              negatives=negatives)
+        negatives = calibration.negatives
+        cal = calibrate_index(ix, enc, calibration, background=bg)
         lo, hi = cal.false_flag_rate_ci
         typer.echo(f"calibrated threshold {cal.threshold:.4f} on the score: false flags {cal.false_flag_rate:.3f} "
                    f"(95% CI {lo:.3f}-{hi:.3f}, target {cal.target_false_flag_rate:.3f}) on {cal.n_negative} "
@@ -132,14 +139,17 @@ def background_cmd(
 ) -> None:
     """Add (or replace) the index's background set: scores become similarity minus the mean of
     the K best background clips, and the threshold is calibrated for a false-flag rate on them."""
-    from audioaudit import store
-    from audioaudit.build import load_stored_encoder
+    from audioaudit.encoders.registry import load_stored_encoder
+    from audioaudit.index import store
 
     index_dir = store.resolve_index_dir(name, root)
     ix = store.open_index(index_dir, load_faiss=False)
     enc = load_stored_encoder(ix.encoder, ix.dir)
-    _add_background(index_dir, folder, enc, k=k, target_ffr=target_ffr, calibrate=not no_calibrate, progress=progress,
-                    negatives=negatives)
+    from audioaudit.audit.calibrate import FfrSettings
+
+    cal = FfrSettings(target_false_flag_rate=target_ffr, progress=progress,
+                      negatives=None if negatives is None else str(negatives))
+    _add_background(index_dir, folder, enc, k, None if no_calibrate else cal)
 
 
 def add_cmd(
@@ -150,28 +160,29 @@ def add_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Embed only the files of PATHS that the index does not hold yet (with its own encoder)."""
-    from audioaudit import store
-    from audioaudit.build import add_to_index
+    from audioaudit.audit import threshold
+    from audioaudit.index import store
+    from audioaudit.index.build import add_to_index
 
     index_dir = store.resolve_index_dir(name, root)
     try:
-        from audioaudit.build import _opts_from_manifest
+        from audioaudit.index.options import options_from_manifest
 
-        opts = _opts_from_manifest(store.open_index(index_dir, load_faiss=False).manifest)
+        opts = options_from_manifest(store.open_index(index_dir, load_faiss=False).manifest)
         opts.workers, opts.progress = workers, progress
         res = add_to_index(index_dir, [str(p) for p in paths], opts=opts)
     except KeyboardInterrupt:
         _interrupted(index_dir)
     _print_result(res, "updated")
-    cal = store.read_calibration(index_dir / "calibration.json")
+    cal = threshold.read_calibration(index_dir / "calibration.json")
     if cal is not None and cal.get("normalisation") == "background" and not res.up_to_date:
-        from audioaudit.build import load_stored_encoder
-        from audioaudit.calibrate_index import calibrate_index
+        from audioaudit.audit.calibrate import FfrSettings, calibrate_index
+        from audioaudit.encoders.registry import load_stored_encoder
 
         ix = store.open_index(index_dir, load_faiss=False)
-        new = calibrate_index(index_dir, load_stored_encoder(ix.encoder, ix.dir),
-                              target_false_flag_rate=cal["target_false_flag_rate"],
-                              negatives=(cal.get("settings") or {}).get("negatives_folder"))
+        new = calibrate_index(index_dir, load_stored_encoder(ix.encoder, ix.dir), FfrSettings(
+            target_false_flag_rate=cal["target_false_flag_rate"],
+            negatives=(cal.get("settings") or {}).get("negatives_folder")))
         typer.echo(f"recalibrated on the background set: threshold {cal['threshold']:.4f} -> {new.threshold:.4f}")
 
 
@@ -181,9 +192,10 @@ def info_cmd(
     max_list: int = typer.Option(20, "--max-list", min=0, help="Skipped files / groups listed."),
 ) -> None:
     """Counts, index type, encoder identity, skipped files and duplicate groups of an index."""
-    from audioaudit import store
+    from audioaudit.audit import threshold
     from audioaudit.commands.dedup import print_groups
     from audioaudit.encoders.base import identity_key
+    from audioaudit.index import store
 
     ix = store.open_index(store.resolve_index_dir(name, root))
     m, c = ix.manifest, ix.manifest.get("counts", {})
@@ -207,12 +219,12 @@ def info_cmd(
         typer.echo(f"  {s.get('path')}: [{s.get('kind')}] {s.get('reason')}")
     if len(skipped) > max_list:
         typer.echo(f"  ... and {len(skipped) - max_list} more (manifest.json lists all)")
-    from audioaudit.background import load_background
+    from audioaudit.index.background import load_background
 
     bg = load_background(ix.dir, None, ix.items.get("pcm_hash"))
     typer.echo("background  " + (f"{bg.n_clips} clips, k={bg.k} ({bg.meta.get('folder')})" if bg else
                                  "none (scores normalised by the 2nd-11th training sources)"))
-    cal = store.read_calibration(ix.dir / "calibration.json")
+    cal = threshold.read_calibration(ix.dir / "calibration.json")
     if cal:
         typer.echo(f"threshold   {cal['threshold']:.4f} on the {cal.get('score', 'score')}"
                    + (f" (false flags {cal['false_flag_rate']:.3f} on background clips, target "

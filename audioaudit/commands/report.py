@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a static listening page (open OUT/index.html in a browser, no server needed)."""
         from audioaudit.errors import UserError
-        from audioaudit.report import render_duplicates, render_report
+        from audioaudit.report import PageOptions, ReportOptions, render_duplicates, render_report
         from audioaudit.report.media import AUDIO_FORMATS
 
         if audio_format not in AUDIO_FORMATS:
@@ -37,9 +37,10 @@ def register(app: typer.Typer) -> None:
         if duplicates is None and not runs:
             raise UserError("report: pass at least one audit run directory (or --duplicates INDEX)")
         if duplicates is not None:
-            index = render_duplicates(duplicates, out, absolute_paths=absolute_paths, audio_format=audio_format,
-                                      workers=workers)
+            page = PageOptions(absolute_paths=absolute_paths, audio_format=audio_format, workers=workers)
+            index = render_duplicates(duplicates, out, page)
         else:
-            index = render_report(list(runs), out, absolute_paths=absolute_paths, max_cards=max_cards, top_k=top_k,
-                                  audio_format=audio_format, workers=workers)
+            opts = ReportOptions(absolute_paths=absolute_paths, audio_format=audio_format, workers=workers,
+                                 max_cards=max_cards, top_k=top_k)
+            index = render_report(list(runs), out, opts)
         typer.echo(f"report written: {index}")

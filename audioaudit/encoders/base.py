@@ -9,11 +9,9 @@ their identities are equal.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
-
 
 from audioaudit.errors import UserError
 
@@ -76,31 +74,3 @@ def identity_key(identity: dict) -> str:
 
 def same_identity(a: dict, b: dict) -> bool:
     return identity_key(a) == identity_key(b)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One analysed window of a clip (seconds relative to the clip start)."""
-
-    index: int
-    start: float
-    end: float
-    wave: np.ndarray
-
-
-def segments(wave: np.ndarray, encoder: Encoder) -> list[Segment]:
-    """Cut a clip (at ``encoder.sample_rate``) into the encoder's windows."""
-    from audioaudit.audio import window_bounds
-
-    sr = encoder.sample_rate
-    return [
-        Segment(i, s / sr, e / sr, wave[s:e])
-        for i, (s, e) in enumerate(window_bounds(len(wave), sr, encoder.window_seconds, encoder.hop_seconds))
-    ]
-
-
-def embed_in_batches(encoder: Encoder, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    out = [encoder.embed(waves[i : i + batch_size]) for i in range(0, len(waves), batch_size)]
-    if not out:
-        return np.zeros((0, encoder.dim), dtype=np.float32)
-    return np.concatenate(out, axis=0)

@@ -126,7 +126,7 @@ def _audio_config_json(config) -> dict:
 
 def weights_sha256(directory: Path) -> str:
     """One digest over the weight files of a directory (name + bytes, sorted)."""
-    from audioaudit.audio import file_sha256
+    from audioaudit.audio.fingerprint import file_sha256
 
     files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin"))
     h = hashlib.sha256()

@@ -261,7 +261,7 @@ class LaionEncoder(BatchedEncoder):
 
 def load_laion(arg: str, *, batch_size: int = 16, device: str = "cpu", hop_seconds: float | None = None) -> LaionEncoder:
     """``PATH.pt`` or ``PATH.pt#CONFIG`` -> encoder (see the module docstring)."""
-    from audioaudit.audio import file_sha256
+    from audioaudit.audio.fingerprint import file_sha256
 
     if not arg:
         raise EncoderError("laion needs a checkpoint: pass laion:/path/to/630k-audioset-best.pt[#HTSAT-tiny]")
@@ -281,8 +281,8 @@ def save_checkpoint(model, path: str | os.PathLike, extra: dict | None = None) -
     Used by tests and by anyone who wants a LAION-format copy of an audio tower."""
     import torch
 
-    path = Path(path)
+    from audioaudit.util.atomic import atomic_path
+
     sd = {f"module.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"state_dict": sd, **(extra or {})}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": sd, **(extra or {})}, tmp)

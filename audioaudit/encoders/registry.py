@@ -9,7 +9,7 @@ spec                   encoder
 ``hf:DIR_OR_ID``       transformers CLAP directory, or hub id in the local cache
 ``tiny-laion[:SEED]``  tiny random LAION-CLAP tower (tests, demo)
 ``tiny-hf[:SEED]``     tiny random transformers CLAP tower (tests, demo)
-``finetuned:DIR``      a fine-tuned copy detector (audioaudit.finetune)
+``finetuned:DIR``      a fine-tuned copy detector (audioaudit.encoders.finetuned)
 =====================  ==========================================================
 
 Backends are imported only when asked for, so listing them is instant.
@@ -21,6 +21,7 @@ import inspect
 from dataclasses import dataclass
 
 from audioaudit.encoders.base import Encoder, EncoderError
+from audioaudit.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ BACKENDS: dict[str, Backend] = {
         Backend("tiny-hf", "tiny-hf[:SEED]", "tiny random transformers CLAP tower, 4 s window (tests, demo)",
                 "audioaudit.encoders.tiny:load_tiny_hf"),
         Backend("finetuned", "finetuned:DIR", "a copy detector fine-tuned by `audioaudit finetune`",
-                "audioaudit.finetune.encoder:load_finetuned", needs_arg=True),
+                "audioaudit.encoders.finetuned:load_finetuned", needs_arg=True),
     ]
 }
 
@@ -103,4 +104,15 @@ def load_encoder(spec: str, device: str = "cpu", batch_size: int = 16, hop_secon
     params = inspect.signature(loader).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         kw = {k: v for k, v in kw.items() if k in params}  # e.g. load_finetuned(dir) alone
+    if "load_base" in params:  # a detector head loads its base encoder through this registry
+        kw["load_base"] = load_encoder
     return loader(arg, **kw)
+
+
+def load_stored_encoder(record: dict, where):
+    """The encoder an index or run recorded in its ``encoder.json`` (by spec)."""
+    spec = record.get("spec")
+    if not spec:
+        raise UserError(f"{where}: encoder.json has no spec to reload the encoder from; pass the encoder explicitly")
+    return load_encoder(spec)
+

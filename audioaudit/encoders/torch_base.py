@@ -125,7 +125,7 @@ class BatchedEncoder:
         if w.size > self.window_samples:
             raise ValueError(
                 f"waveform {i} has {w.size} samples, more than one {self.window_seconds:g} s window "
-                f"({self.window_samples}); cut it with audioaudit.encoders.base.segments() first"
+                f"({self.window_samples}); cut it with audioaudit.audio.windows.cut() first"
             )
         if not np.all(np.isfinite(w)):
             raise ValueError(f"waveform {i} holds NaN/inf samples")

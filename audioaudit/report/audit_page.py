@@ -9,6 +9,7 @@ from audioaudit.report import render
 from audioaudit.report.load import load_run
 from audioaudit.report.media import MediaSettings, run_media_jobs, write_colorbar
 from audioaudit.report.model import RunData
+from audioaudit.report.options import ReportOptions
 from audioaudit.report.paths import PathPolicy
 from audioaudit.report.plots import comparison_plot, similarity_histogram
 from audioaudit.report.summary_view import PERCENTILES, comparison_row, comparison_table, summary_view
@@ -62,34 +63,25 @@ def _comparison(runs: list[RunData], names: list[str], out: Path) -> dict | None
     return {"rows": comparison_table(rows), "figure": "fig/comparison.png"}
 
 
-def render_report(
-    run_dirs: list[Path],
-    out: Path,
-    *,
-    absolute_paths: bool = False,
-    max_cards: int | None = None,
-    top_k: int = 3,
-    audio_format: str = "mp3",
-    workers: int | None = None,
-    progress: bool = True,
-    page_size: int = 20,
-) -> Path:
+def render_report(run_dirs: list[Path], out: Path, options: ReportOptions | None = None, *,
+                  progress: bool = True) -> Path:
     """Write the listening report of ``run_dirs`` into the folder ``out``; returns index.html.
 
-    One card per generated clip (the top ``max_cards`` per run by score when given), each
-    with its ``top_k`` training matches. Media already in ``out`` from an earlier render
-    is reused, so an interrupted report resumes.
+    One card per generated clip (the top ``options.max_cards`` per run by score when
+    given), each with its ``options.top_k`` training matches. Media already in ``out`` from
+    an earlier render is reused, so an interrupted report resumes.
     """
+    o = options or ReportOptions()
     if not run_dirs:
         raise UserError("report: pass at least one audit run directory")
     runs = [load_run(d) for d in run_dirs]
-    settings = MediaSettings(audio_format=audio_format)
+    settings = MediaSettings(audio_format=o.audio_format)
     out = render.prepare_out(Path(out))
-    policy = _policy(runs, absolute_paths)
+    policy = _policy(runs, o.absolute_paths)
     names = _unique_names(runs, policy)
-    planned = cardlib.plan_cards(runs, max_cards, top_k)
+    planned = cardlib.plan_cards(runs, o.max_cards, o.top_k)
     results = run_media_jobs(cardlib.all_jobs(planned), out, settings,
-                             workers=render.default_workers() if workers is None else workers, progress=progress)
+                             workers=render.default_workers() if o.workers is None else o.workers, progress=progress)
     cards = [cardlib.card_view(c, runs[c.run_index], results, policy) for c in planned]
     shown = [sum(1 for c in planned if c.run_index == i) for i in range(len(runs))]
     sections = [_run_section(i, r, names[i], policy, out, shown[i]) for i, r in enumerate(runs)]
@@ -103,11 +95,11 @@ def render_report(
     index = render.page("report.html.j2", {
         "title": "audioaudit listening report" + (f": {names[0]}" if len(names) == 1 else f" ({len(names)} runs)"),
         "subtitle": "generated clips beside their nearest training clips, ranked by copy score",
-        "listen_heading": f"Listen: {len(cards)} generated clips and their top {top_k} training matches",
+        "listen_heading": f"Listen: {len(cards)} generated clips and their top {o.top_k} training matches",
         "runs": sections, "comparison": comparison, "percentile_keys": PERCENTILES, "notes": notes,
         "classes": classes, "sorts": SORTS, **render.scale_context(settings), "highlight": True,
         "data": {"cards": cards, "specWidth": settings.spec_width, "specHeight": settings.spec_height,
-                 "runs": names, "pageSize": page_size, "defaultSort": "score-desc",
+                 "runs": names, "pageSize": o.page_size, "defaultSort": "score-desc",
                  "flagWord": "FLAGGED", "unit": "clips"},
     }, out)
     render.prune(out, keep)

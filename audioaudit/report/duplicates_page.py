@@ -13,6 +13,7 @@ from audioaudit.report.cards import clip_view, display_name
 from audioaudit.report.load import load_duplicates
 from audioaudit.report.media import MediaJob, MediaSettings, run_media_jobs, write_colorbar
 from audioaudit.report.model import DuplicateData, DuplicateGroup
+from audioaudit.report.options import PageOptions
 from audioaudit.report.paths import PathPolicy, inside
 
 SORTS = [("size-desc", "group size, largest first"), ("name", "first member")]
@@ -60,26 +61,21 @@ def _kind_rows(groups: list[DuplicateGroup]) -> list[list[str]]:
     return rows
 
 
-def render_duplicates(
-    index_dir: Path,
-    out: Path,
-    *,
-    absolute_paths: bool = False,
-    corpus_root: Path | None = None,
-    audio_format: str = "mp3",
-    workers: int | None = None,
-    progress: bool = True,
-    page_size: int = 20,
-) -> Path:
-    """Write a listening page for ``index_dir/duplicates.parquet`` into ``out``; returns index.html."""
+def render_duplicates(index_dir: Path, out: Path, options: PageOptions | None = None, *,
+                      corpus_root: Path | None = None, progress: bool = True) -> Path:
+    """Write a listening page for ``index_dir/duplicates.parquet`` into ``out``; returns index.html.
+
+    ``corpus_root`` overrides the corpus root named in the index manifest.
+    """
+    o = options or PageOptions()
     data = load_duplicates(index_dir, corpus_root)
-    settings = MediaSettings(audio_format=audio_format)
+    settings = MediaSettings(audio_format=o.audio_format)
     out = render.prepare_out(Path(out))
     roots = [data.corpus_root.resolve()] if data.corpus_root else []
-    policy = PathPolicy(absolute=absolute_paths, roots=roots)
+    policy = PathPolicy(absolute=o.absolute_paths, roots=roots)
     jobs = _jobs(data, data.groups)
     results = run_media_jobs(list(jobs.values()), out, settings,
-                             workers=render.default_workers() if workers is None else workers, progress=progress)
+                             workers=render.default_workers() if o.workers is None else o.workers, progress=progress)
     cards = [_card(data, g, jobs, results, policy) for g in data.groups]
     write_colorbar(out / "fig/colorbar.png")
     notes = [] if data.corpus_root else ["manifest.json names no corpus root: members cannot be played"]
@@ -94,7 +90,7 @@ def render_duplicates(
         "classes": sorted({g.kind for g in data.groups}),
         "sorts": SORTS, **render.scale_context(settings), "highlight": False,
         "data": {"cards": cards, "specWidth": settings.spec_width, "specHeight": settings.spec_height,
-                 "runs": [data.name], "pageSize": page_size, "defaultSort": "size-desc",
+                 "runs": [data.name], "pageSize": o.page_size, "defaultSort": "size-desc",
                  "flagWord": "", "unit": "groups"},
     }, out)
     render.prune(out, render.referenced(cards) | {"fig/colorbar.png"})

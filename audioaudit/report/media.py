@@ -20,6 +20,7 @@ import numpy as np
 
 from audioaudit.report.model import Span
 from audioaudit.report.paths import media_name
+from audioaudit.util.atomic import atomic_path
 
 AUDIO_FORMATS = {  # name -> (soundfile format, subtype, suffix, allowed rates or None)
     "mp3": ("MP3", "MPEG_LAYER_III", ".mp3", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)),
@@ -105,7 +106,7 @@ def read_excerpt(path: str, window: Span | None) -> tuple[np.ndarray, int, float
         start, stop = int(round(w.start * sr)), int(round(w.end * sr))
         data, sr = sf.read(path, start=start, stop=max(stop, start + 1), dtype="float32", always_2d=True)
         return np.nan_to_num(data.mean(axis=1)).astype(np.float32), int(sr), total
-    from audioaudit.audio import LoadOptions, load_audio  # librosa fallback, reasons as AudioError
+    from audioaudit.audio.io import LoadOptions, load_audio
 
     clip = load_audio(path, LoadOptions(sample_rate=None, max_seconds=None, silence_dbfs=None))
     total = clip.seconds
@@ -114,26 +115,26 @@ def read_excerpt(path: str, window: Span | None) -> tuple[np.ndarray, int, float
     return np.nan_to_num(clip.wave[a : max(b, a + 1)]), clip.sample_rate, total
 
 
-def _atomic_sf_write(path: Path, wave: np.ndarray, sr: int, fmt: str, subtype: str, **kw) -> None:
-    import soundfile as sf
-
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    sf.write(str(tmp), np.clip(wave, -1.0, 1.0), sr, format=fmt, subtype=subtype, **kw)
-    os.replace(tmp, path)
-
-
 def write_audio(path: Path, wave: np.ndarray, sr: int, s: MediaSettings) -> None:
     """Browser-playable audio (MP3/Vorbis/Opus/16-bit WAV); resampled only where the codec demands."""
     fmt, subtype, _, rates = AUDIO_FORMATS[s.audio_format]
     if rates is not None and sr not in rates:
         target = min((r for r in rates if r >= sr), default=rates[-1])
-        from audioaudit.audio import resample
+        from audioaudit.audio.io import resample
 
         wave, sr = resample(wave, sr, target), target
     if len(wave) < 64:  # encoders dislike empty input; a few ms of silence plays fine
         wave = np.pad(wave, (0, 64 - len(wave)))
-    kw = {} if s.audio_format == "wav" else {"compression_level": s.compression}
-    _atomic_sf_write(path, wave.astype(np.float32), sr, fmt, subtype, **kw)
+    if s.audio_format == "wav":
+        from audioaudit.audio.io import write_wav
+
+        write_wav(path, wave, sr)  # 16-bit PCM, clipped to [-1, 1]
+        return
+    import soundfile as sf
+
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.clip(wave.astype(np.float32), -1.0, 1.0), sr, format=fmt, subtype=subtype,
+                 compression_level=s.compression)
 
 
 @lru_cache(maxsize=16)
@@ -150,7 +151,7 @@ def spectrogram_db(wave: np.ndarray, sr: int, s: MediaSettings) -> np.ndarray:
     least as long as the hop so no sample is skipped.
     """
     if sr != s.spec_rate:
-        from audioaudit.audio import resample
+        from audioaudit.audio.io import resample
 
         wave = resample(wave, sr, s.spec_rate)
     sr, width = s.spec_rate, s.spec_width
@@ -186,9 +187,8 @@ def write_png(path: Path, idx: np.ndarray) -> None:
 
     im = Image.frombytes("P", (idx.shape[1], idx.shape[0]), np.ascontiguousarray(idx).tobytes())
     im.putpalette(list(palette()))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    im.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
 
 
 def write_colorbar(path: Path, width: int = 256, height: int = 12) -> None:

@@ -7,10 +7,11 @@ similarity to the training set, drawn over the training set's own nearest-neighb
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from audioaudit.util.atomic import atomic_path
 
 
 def plain(text: object) -> str:
@@ -28,9 +29,8 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fig.savefig(tmp, format="png", metadata={"Software": None})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
 
 
 def _bins(*arrays: np.ndarray, n: int = 40) -> np.ndarray:

@@ -13,8 +13,13 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audioaudit.errors import UserError
+from audioaudit.util.atomic import write_text
+
+if TYPE_CHECKING:
+    from markupsafe import Markup
 
 MARKER = ".audioaudit-report"
 TEMPLATES = Path(__file__).with_name("templates")
@@ -70,14 +75,8 @@ def prepare_out(out: Path) -> Path:
         raise UserError(f"{out}: folder is not empty and was not written by `audioaudit report`; pass another --out")
     for sub in ("media", "img", "fig"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by audioaudit report; files here may be replaced\n", encoding="utf-8")
+    write_text(out / MARKER, "written by audioaudit report; files here may be replaced\n")
     return out
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def prune(out: Path, keep: set[str]) -> int:
@@ -102,16 +101,16 @@ def referenced(cards: list[dict]) -> set[str]:
 
 def page(template: str, context: dict, out: Path) -> Path:
     """Render ``template`` with the shared page parts (CSS, JS, CSP) into out/index.html."""
-    from audioaudit import __version__
+    import audioaudit
 
     js = (TEMPLATES / "report.js").read_text(encoding="utf-8")
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     html = environment().get_template(template).render(
-        js=js, css=css, csp=csp(js, css), version=__version__,
+        js=js, css=css, csp=csp(js, css), version=audioaudit.__version__,
         created=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"), **context,
     )
     index = out / "index.html"
-    write_text_atomic(index, html)
+    write_text(index, html)
     return index
 
 

@@ -20,8 +20,14 @@ from typing import Sequence
 
 import numpy as np
 
-from generators.adapters.common import check_opts, cpu_generators, guidance_from, pick_device, require_diffusers, \
-    resolve_conditions
+from generators.adapters.common import (
+    check_opts,
+    cpu_generators,
+    guidance_from,
+    pick_device,
+    require_diffusers,
+    resolve_conditions,
+)
 from generators.base import GeneratedBatch, GeneratedClip, GeneratorError
 
 GENERATE_OPTS = ("steps", "guidance", "cfg", "duration", "negative_prompt", "sampler", "batch_size",

@@ -17,7 +17,7 @@ so the EDM state is ``x = x_t / √ᾱ_t`` and the network sees ``x_vp = c_in x`
 The network's timestep for a σ between the discrete σ_t is found by linear interpolation of
 t over log σ_t (the continuous extension k-diffusion uses for discrete schedules).
 Classifier-free guidance (Ho & Salimans 2022, eq. 6) is applied to the network output inside
-:class:`GuidedUNet`, so a sampler only ever sees ``D(x, σ)``.
+:class:`GuidedUNet` (settings in a :class:`Conditioning`), so a sampler only ever sees ``D(x, σ)``.
 """
 from __future__ import annotations
 
@@ -100,17 +100,30 @@ class VPDenoiser:
         return out
 
 
+@dataclass(frozen=True)
+class Conditioning:
+    """Cross-attention conditioning of a DDPM UNet: text states and masks, the unconditional
+    ('' prompt) ones, and the classifier-free guidance scale ``g`` (Ho & Salimans 2022, eq. 6)."""
+
+    cond: torch.Tensor
+    cond_mask: torch.Tensor | None = None
+    uncond: torch.Tensor | None = None
+    uncond_mask: torch.Tensor | None = None
+    guidance: float = 1.0
+
+    def __post_init__(self):
+        if self.guidance != 1.0 and self.uncond is None:
+            raise ValueError("classifier-free guidance needs unconditional embeddings")
+
+
 class GuidedUNet:
     """``model(x_vp, t)`` for a diffusers ``UNet2DConditionModel`` with cross-attention
     conditioning and classifier-free guidance: ``out = u + g (c − u)`` when ``g != 1``."""
 
-    def __init__(self, unet, cond: torch.Tensor, cond_mask: torch.Tensor | None = None,
-                 uncond: torch.Tensor | None = None, uncond_mask: torch.Tensor | None = None,
-                 guidance: float = 1.0):
-        if guidance != 1.0 and uncond is None:
-            raise ValueError("classifier-free guidance needs unconditional embeddings")
-        self.unet, self.guidance = unet, float(guidance)
-        self.cond, self.cond_mask, self.uncond, self.uncond_mask = cond, cond_mask, uncond, uncond_mask
+    def __init__(self, unet, conditioning: Conditioning):
+        self.unet, self.guidance = unet, float(conditioning.guidance)
+        c = conditioning
+        self.cond, self.cond_mask, self.uncond, self.uncond_mask = c.cond, c.cond_mask, c.uncond, c.uncond_mask
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, device=x.device)
@@ -126,8 +139,7 @@ class GuidedUNet:
         return self.unet(x, t, encoder_hidden_states=emb, encoder_attention_mask=mask).sample
 
 
-def unet_denoiser(unet, alphas_cumprod, prediction_type: str, cond, cond_mask=None,
-                  uncond=None, uncond_mask=None, guidance: float = 1.0) -> VPDenoiser:
+def unet_denoiser(unet, alphas_cumprod, prediction_type: str, conditioning: Conditioning) -> VPDenoiser:
     """The EDM denoiser of a conditioned DDPM UNet (conditioning and CFG bound inside)."""
-    model = GuidedUNet(unet, cond, cond_mask, uncond, uncond_mask, guidance)
+    model = GuidedUNet(unet, conditioning)
     return VPDenoiser(model, DiscreteVPSchedule.from_alphas_cumprod(alphas_cumprod), prediction_type)

@@ -28,7 +28,7 @@ import numpy as np
 from generators.adapters.common import check_opts
 from generators.base import GeneratedBatch, GeneratedClip, GeneratorError
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")  # = audioaudit.audio.DEFAULT_EXTENSIONS
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")  # = audioaudit.audio.corpus.DEFAULT_EXTENSIONS
 METADATA_NAME = "metadata.csv"
 PATH_COLUMNS = ("path", "file", "filename", "file_name")
 CONDITION_COLUMNS = ("prompt", "caption", "text", "class", "label")

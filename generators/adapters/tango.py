@@ -55,7 +55,7 @@ class TangoGenerator:
         guidance = guidance_from(opts, 3.0)
         steps, sampler = int(opts.get("steps", 100)), opts.get("sampler")
         duration, batch = float(opts.get("duration", 10.24)), int(opts.get("batch_size", 8))
-        _check_sampler(sampler)
+        _check_sampler(sampler, opts.get("sampler_opts"))
         if steps < 1 or duration <= 0 or batch < 1:
             raise GeneratorError(f"tango: steps ({steps}), duration ({duration}) and batch_size ({batch}) must be > 0")
         prompts = resolve_conditions(n, conditions, opts.get("prompts_file"), "tango")
@@ -73,11 +73,17 @@ class TangoGenerator:
         return GeneratedBatch(clips, self.sample_rate, self.name, info)
 
 
-def _check_sampler(sampler: str | None) -> None:
-    from generators.adapters.tango_pipeline import sampler_names
+def _check_sampler(sampler: str | None, sampler_opts: dict | None) -> None:
+    from generators.adapters.tango_pipeline import SCHEDULER_CHOICES, edm_samplers, sampler_names
 
     if sampler is not None and sampler not in sampler_names():
         raise GeneratorError(f"tango: unknown sampler '{sampler}'; use one of: {', '.join(sampler_names())}")
+    if sampler is None or sampler in SCHEDULER_CHOICES:
+        if sampler_opts:
+            raise GeneratorError(f"tango: sampler_opts ({', '.join(sampler_opts)}) apply to the EDM samplers only, "
+                                 f"not to '{sampler or 'scheduler'}'")
+    else:
+        edm_samplers().check_options(sampler, sampler_opts or {})
 
 
 def from_spec(arg: str, **opts) -> TangoGenerator:

@@ -19,7 +19,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from generators.adapters.common import cpu_generators
-from generators.adapters.denoiser import GuidedUNet, unet_denoiser
+from generators.adapters.denoiser import Conditioning, GuidedUNet, unet_denoiser
 from generators.base import GeneratorError
 
 SCHEDULER_CHOICES = ("scheduler", "default", "ddpm", "ddim")
@@ -55,7 +55,7 @@ class TangoStylePipeline(DiffusionPipeline):
 
     # -- text -------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_prompts(self, prompts: Sequence[str], guidance: float):
+    def encode_prompts(self, prompts: Sequence[str], guidance: float) -> Conditioning:
         """T5 states + boolean masks for the prompts, and for '' when guidance > 1 (CFG)."""
         dev = self.text_encoder.device
         max_len = getattr(self.tokenizer, "model_max_length", 512)
@@ -64,12 +64,12 @@ class TangoStylePipeline(DiffusionPipeline):
         ids, mask = tok.input_ids.to(dev), tok.attention_mask.to(dev)
         cond = self.text_encoder(input_ids=ids, attention_mask=mask)[0]
         if guidance <= 1.0:
-            return cond, mask.bool(), None, None
+            return Conditioning(cond, mask.bool())
         un = self.tokenizer([""] * len(prompts), max_length=ids.shape[1], padding="max_length",
                             truncation=True, return_tensors="pt")
         uids, umask = un.input_ids.to(dev), un.attention_mask.to(dev)
         uncond = self.text_encoder(input_ids=uids, attention_mask=umask)[0]
-        return cond, mask.bool(), uncond, umask.bool()
+        return Conditioning(cond, mask.bool(), uncond, umask.bool(), guidance=guidance)
 
     # -- sampling ---------------------------------------------------------------------------
     def _scheduler_for(self, sampler: str | None):
@@ -80,10 +80,10 @@ class TangoStylePipeline(DiffusionPipeline):
         cls = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}[sampler]
         return cls.from_config(self.scheduler.config)
 
-    def sample_with_scheduler(self, noise, emb, steps: int, guidance: float, gens, sampler: str | None):
+    def sample_with_scheduler(self, noise, cond: Conditioning, steps: int, gens, sampler: str | None):
         sched = self._scheduler_for(sampler)
         sched.set_timesteps(steps, device=noise.device)
-        model = GuidedUNet(self.unet, *emb, guidance=guidance if guidance > 1.0 else 1.0)
+        model = GuidedUNet(self.unet, cond)
         lat = noise * sched.init_noise_sigma
         extra = {"generator": gens} if "generator" in _step_params(sched) else {}
         for t in self.progress_bar(sched.timesteps):
@@ -91,13 +91,14 @@ class TangoStylePipeline(DiffusionPipeline):
             lat = sched.step(out, t, lat, **extra).prev_sample
         return lat, len(sched.timesteps)
 
-    def sample_with_edm(self, noise, emb, steps: int, guidance: float, sampler: str, sampler_opts: dict):
-        samplers = _edm_samplers()
-        den = unet_denoiser(self.unet, self.scheduler.alphas_cumprod, self.scheduler.config.prediction_type,
-                            *emb, guidance=guidance if guidance > 1.0 else 1.0)
+    def sample_with_edm(self, noise, cond: Conditioning, steps: int, sampler: str, sampler_opts: dict, gens=()):
+        """An EDM sampler on the UNet denoiser; Heun's churn noise comes from the per-sample ``gens``."""
+        samplers = edm_samplers()
+        den = unet_denoiser(self.unet, self.scheduler.alphas_cumprod, self.scheduler.config.prediction_type, cond)
         sigmas = samplers.get_sigmas_karras(steps, den.sigma_min, den.sigma_max, rho=7.0)
         sigmas = torch.as_tensor(sigmas, dtype=noise.dtype, device=noise.device)
-        lat = samplers.SAMPLERS[sampler](den, noise * sigmas[0], sigmas, **sampler_opts)
+        churn = _per_sample_noise(gens) if gens else None
+        lat = samplers.call_sampler(sampler, den, noise * sigmas[0], sigmas, noise=churn, **sampler_opts)
         return lat, den.nfe
 
     @torch.no_grad()
@@ -115,14 +116,19 @@ class TangoStylePipeline(DiffusionPipeline):
         shape = self.latent_shape(duration)
         gens = cpu_generators(seeds)
         noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev, dtype)
-        emb = self.encode_prompts(prompts, guidance)
+        cond = self.encode_prompts(prompts, guidance)
         if sampler is None or sampler in SCHEDULER_CHOICES:
-            lat, nfe = self.sample_with_scheduler(noise, emb, steps, guidance, gens, sampler)
+            lat, nfe = self.sample_with_scheduler(noise, cond, steps, gens, sampler)
         else:
-            lat, nfe = self.sample_with_edm(noise, emb, steps, guidance, sampler, sampler_opts or {})
+            lat, nfe = self.sample_with_edm(noise, cond, steps, sampler, sampler_opts or {}, gens)
         wave = self.decode(lat.to(dtype))
         wave = wave[:, : int(round(duration * self.sample_rate))]
         return wave.cpu().numpy().astype(np.float32), nfe
+
+
+def _per_sample_noise(gens):
+    """noise(like): a standard normal like ``like``, row i drawn from ``gens[i]`` (CPU) as the initial noise."""
+    return lambda like: torch.stack([torch.randn(tuple(like.shape[1:]), generator=g) for g in gens]).to(like)
 
 
 def _step_params(sched) -> set[str]:
@@ -131,7 +137,8 @@ def _step_params(sched) -> set[str]:
     return set(inspect.signature(sched.step).parameters)
 
 
-def _edm_samplers():
+def edm_samplers():
+    """The :mod:`generators.edmsound.samplers` module (imported on first use)."""
     try:
         from generators.edmsound import samplers
     except ImportError as e:
@@ -142,7 +149,7 @@ def _edm_samplers():
 def sampler_names() -> list[str]:
     """Every value ``sampler=`` accepts: scheduler loops, then EDM samplers when present."""
     try:
-        edm = sorted(_edm_samplers().SAMPLERS)
+        edm = sorted(edm_samplers().SAMPLERS)
     except GeneratorError:
         edm = []
     return list(SCHEDULER_CHOICES) + edm

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from audioaudit.util import atomic
 from generators.base import GeneratorError
 from generators.edmsound.config import GenConfig
 from generators.edmsound.edm import EDMPrecond
@@ -37,20 +38,13 @@ def build_model(cfg: GenConfig) -> EDMPrecond:
     return EDMPrecond(UNet(cfg.unet), sigma_data=cfg.edm.sigma_data)
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
 def write_json(path: Path, obj) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic.write_json(path, obj, indent=2, sort_keys=True, newline=False)
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], step: int) -> None:
-    tmp = _tmp(path)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata={"step": str(step)})
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata={"step": str(step)})
 
 
 def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], int]:

@@ -7,8 +7,9 @@ With no condition, a class-conditional model uses class ``classes[(s + i) % K]``
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from generators.base import GeneratedBatch, GeneratedClip, GeneratorError
 from generators.edmsound import checkpoint as ckpt
 from generators.edmsound.config import GenConfig
 from generators.edmsound.edm import guided_denoiser
-from generators.edmsound.samplers import SAMPLERS, SCHEDULES, get_sigmas_karras, nfe
+from generators.edmsound.samplers import SCHEDULES, call_sampler, check_options, get_sigmas_karras, nfe
 from generators.edmsound.spectrogram import to_wave
 
 DEFAULTS = {"sampler": "deis", "steps": 10, "cfg": 3.0, "schedule": "karras"}
@@ -41,20 +42,50 @@ def seeded_noise(shape: Sequence[int], seeds: Sequence[int]):
     return x, noise
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How :func:`sample_specs` samples: sampler, steps, guidance scale, sigma schedule
+    (``None`` bounds / rho: the model's EDM config), and the sampler's own ``options``
+    (``order``, ``churn``, ``callback`` ...; see :func:`~generators.edmsound.samplers.sampler_options`)."""
+
+    sampler: str = DEFAULTS["sampler"]
+    steps: int = DEFAULTS["steps"]
+    cfg_scale: float = DEFAULTS["cfg"]
+    schedule: str = DEFAULTS["schedule"]
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    rho: float | None = None
+    options: Mapping = field(default_factory=dict)
+
+    @classmethod
+    def from_opts(cls, opts: Mapping) -> "Sampling":
+        """``generate``'s keyword options (None means default): ``sampler``, ``steps``, ``cfg``,
+        ``schedule``, ``sigma_min`` / ``sigma_max`` / ``rho``; the rest are the sampler's, checked
+        here (a :class:`GeneratorError` before any model work)."""
+        opts = {**DEFAULTS, **{k: v for k, v in opts.items() if v is not None}}
+        sampler, steps, cfg_scale = opts.pop("sampler"), int(opts.pop("steps")), float(opts.pop("cfg"))
+        schedule = opts.pop("schedule")
+        sig = {k: opts.pop(k) for k in ("sigma_min", "sigma_max", "rho") if k in opts}
+        check_options(sampler, opts)
+        return cls(sampler, steps, cfg_scale, schedule, **sig, options=opts)
+
+    def sigmas(self, cfg: GenConfig) -> torch.Tensor:
+        return make_sigmas(cfg, self.steps, self.schedule, self.sigma_min, self.sigma_max, self.rho)
+
+
 @torch.inference_mode()
-def sample_specs(model, cfg: GenConfig, seeds: Sequence[int], labels: torch.Tensor | None, *,
-                 sampler: str = "deis", steps: int = 10, cfg_scale: float = 3.0, schedule: str = "karras",
-                 **opts) -> torch.Tensor:
-    """Spectrograms (B, 2, F, T) for one batch of seeds with any sampler of :data:`SAMPLERS`."""
-    if sampler not in SAMPLERS:
-        raise GeneratorError(f"unknown sampler '{sampler}'; use one of: {', '.join(SAMPLERS)}")
-    sig_keys = ("sigma_min", "sigma_max", "rho")
-    sigmas = make_sigmas(cfg, steps, schedule, **{k: opts.pop(k) for k in sig_keys if k in opts})
+def sample_specs(model, cfg: GenConfig, seeds: Sequence[int], labels: torch.Tensor | None,
+                 sampling: Sampling = Sampling()) -> torch.Tensor:
+    """Spectrograms (B, 2, F, T) for one batch of seeds with any sampler of :data:`SAMPLERS`.
+
+    An option the sampler does not take is a :class:`GeneratorError`; churn noise is seeded per sample.
+    """
+    sigmas = sampling.sigmas(cfg)
     x, noise = seeded_noise(cfg.spec.shape, seeds)
     x = x * float(sigmas[0])
     model.eval()
-    denoiser = guided_denoiser(model, labels, cfg_scale, cfg.unet.num_classes)
-    return SAMPLERS[sampler](denoiser, x, sigmas, noise=noise, **opts)
+    denoiser = guided_denoiser(model, labels, sampling.cfg_scale, cfg.unet.num_classes)
+    return call_sampler(sampling.sampler, denoiser, x, sigmas, noise=noise, **sampling.options)
 
 
 def resolve_labels(cfg: GenConfig, conditions: Sequence[str | None], seeds: Sequence[int]) -> list[str | None]:
@@ -87,7 +118,8 @@ class EDMSoundGenerator:
 
     def generate(self, n: int, *, conditions: Sequence[str | None] | None = None, seed: int = 0,
                  **opts) -> GeneratedBatch:
-        opts = {**DEFAULTS, **{k: v for k, v in opts.items() if v is not None}}
+        """``opts``: see :meth:`Sampling.from_opts` (defaults :data:`DEFAULTS`)."""
+        sampling = Sampling.from_opts(opts)  # before any model work
         conditions = list(conditions) if conditions is not None else [None] * n
         if len(conditions) != n:
             raise GeneratorError(f"{len(conditions)} conditions for {n} samples")
@@ -96,25 +128,22 @@ class EDMSoundGenerator:
         clips = []
         for a in range(0, n, self.batch_size):
             chunk_seeds, chunk_names = seeds[a : a + self.batch_size], names[a : a + self.batch_size]
-            clips += self._batch(chunk_seeds, chunk_names, dict(opts))
+            clips += self._batch(chunk_seeds, chunk_names, sampling)
         meta = {"checkpoint": str(Path(self.directory).resolve()), "step": self.step, "weights": self.weights}
         return GeneratedBatch(clips, self.sample_rate, f"edmsound:{self.directory}", meta)
 
-    def _batch(self, seeds: list[int], names: list[str | None], opts: dict) -> list[GeneratedClip]:
+    def _batch(self, seeds: list[int], names: list[str | None], sampling: Sampling) -> list[GeneratedClip]:
         classes = list(self.cfg.classes)
         labels = None if names[0] is None else torch.tensor([classes.index(c) for c in names])
-        sampler, steps, cfg_scale = opts.pop("sampler"), int(opts.pop("steps")), float(opts.pop("cfg"))
-        spec = sample_specs(self.model, self.cfg, seeds, labels, sampler=sampler, steps=steps,
-                            cfg_scale=cfg_scale, **opts)
+        spec = sample_specs(self.model, self.cfg, seeds, labels, sampling)
         waves = to_wave(spec, self.cfg.spec).numpy().astype(np.float32)
-        sigmas = make_sigmas(self.cfg, steps, opts.get("schedule", "karras"),
-                             opts.get("sigma_min"), opts.get("sigma_max"), opts.get("rho"))
-        meta = {"sampler": sampler, "steps": steps, "nfe": nfe(sampler, sigmas),
-                "cfg": cfg_scale if labels is not None else None, "schedule": opts.get("schedule", "karras"),
+        meta = {"sampler": sampling.sampler, "steps": sampling.steps,
+                "nfe": nfe(sampling.sampler, sampling.sigmas(self.cfg)),
+                "cfg": sampling.cfg_scale if labels is not None else None, "schedule": sampling.schedule,
                 "checkpoint": str(Path(self.directory).resolve()), "step": self.step}
         for k in ("order", "churn", "time"):
-            if k in opts:
-                meta[k] = opts[k]
+            if k in sampling.options:
+                meta[k] = sampling.options[k]
         return [GeneratedClip(w, s, c, dict(meta)) for w, s, c in zip(waves, seeds, names)]
 
 

@@ -1,10 +1,19 @@
 """Deterministic ODE samplers for an EDM denoiser, one short function each.
 
-Shared signature (the k-diffusion convention): ``sample_x(denoiser, x, sigmas, **opts)``
+Shared signature (the k-diffusion convention): ``sample_x(denoiser, x, sigmas, *, ...)``
 where ``denoiser(x, sigma) -> D(x; sigma)`` takes a Python float ``sigma``, ``x`` starts
 at ``sigmas[0]`` (usually ``sigma_max * randn``) and ``sigmas`` is a decreasing 1-D
 tensor, normally ending with 0 (see the ``get_sigmas_*`` schedules). The samplers only
 add and scale ``x``, so they work on torch tensors and NumPy arrays alike.
+
+Options are keyword-only and explicit: :func:`call_sampler` (what every caller uses)
+refuses an option the sampler does not take, naming both and listing what it accepts
+(:func:`sampler_options`). Settings that belong together travel as one small record
+(Heun's :class:`Churn`); callers may still name its fields as flat options (``churn=1.0,
+s_noise=1.003``) and :func:`call_sampler` builds the record. Every sampler takes ``callback(i, sigma, x, denoised)``,
+called once per step ``i = 0 .. len(sigmas) - 2`` right after the step's first denoiser
+evaluation, with ``denoised = D(x; sigma)`` (``sigma = sigmas[i]``, or Heun's churned
+``sigma_hat`` with its churned ``x``): the denoised trajectory, for inspection only.
 
 All of them integrate the probability-flow ODE of Karras et al. 2022 (Eq. 4 with
 s(t) = 1, sigma(t) = t):   dx/dsigma = eps(x; sigma) = (x - D(x; sigma)) / sigma.
@@ -14,13 +23,20 @@ last sigma is 0 (the last step is an Euler step), else 2n; DEIS / DPM-Solver++ n
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from generators.base import GeneratorError
+
 Denoiser = Callable[[object, float], object]
+Callback = Optional[Callable[[int, float, object, object], None]]  # (i, sigma, x, denoised)
+Noise = Optional[Callable[[object], object]]  # noise(like) -> standard normal shaped like ``like``
 
 
 # --------------------------------------------------------------------------- schedules
@@ -54,31 +70,66 @@ def steps_for_nfe(sampler: str, budget: int) -> int:
 
 
 # --------------------------------------------------------------------------- samplers
-def sample_euler(denoiser: Denoiser, x, sigmas, **_):
+def to_d(x, sigma: float, denoised):
+    """dx/dsigma = (x - D(x; sigma)) / sigma, Karras et al. 2022 Eq. 4 (k-diffusion's ``to_d``)."""
+    return (x - denoised) / sigma
+
+
+def sample_euler(denoiser: Denoiser, x, sigmas, *, callback: Callback = None):
     """Euler on dx/dsigma = (x - D)/sigma (Karras et al. 2022, Eq. 4; Song et al. 2021)."""
     for i in range(len(sigmas) - 1):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        x = x + (s_next - s) * (x - denoiser(x, s)) / s
+        denoised = denoiser(x, s)
+        if callback is not None:
+            callback(i, s, x, denoised)
+        x = x + (s_next - s) * to_d(x, s, denoised)
     return x
 
 
-def sample_heun(denoiser: Denoiser, x, sigmas, churn: float = 0.0, s_tmin: float = 0.0,
-                s_tmax: float = float("inf"), s_noise: float = 1.0, noise=None, **_):
+@dataclass(frozen=True)
+class Churn:
+    """Stochastic churn of Heun's sampler, Karras et al. 2022 Algorithm 2 (S_churn, S_tmin, S_tmax, S_noise).
+
+    At steps with ``s_tmin <= sigma <= s_tmax`` the noise level is raised by the factor
+    ``1 + min(churn / n, sqrt(2) - 1)`` with fresh noise scaled by ``s_noise``; ``churn=0``
+    is the deterministic sampler.
+    """
+
+    churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
+
+
+def as_churn(churn: Churn | float = 0.0, **settings) -> Churn:
+    """A :class:`Churn` from a record or a bare S_churn, ``settings`` (s_tmin, s_tmax, s_noise) overriding."""
+    record = churn if isinstance(churn, Churn) else Churn(churn=churn)
+    return dataclasses.replace(record, **settings) if settings else record
+
+
+def sample_heun(denoiser: Denoiser, x, sigmas, *, churn: Churn | float = 0.0, noise: Noise = None,
+                callback: Callback = None):
     """Heun's 2nd-order method with optional churn (Karras et al. 2022, Algorithm 2).
 
-    ``noise(x)`` draws a standard normal like ``x`` (default ``torch.randn_like``).
+    ``churn``: a :class:`Churn` record, or a bare S_churn (the other settings at their
+    defaults). ``noise(x)`` draws a standard normal like ``x`` (default ``torch.randn_like``);
+    only used when the churn is active. The callback gets the churned ``x`` and ``sigma_hat``.
     """
+    c = as_churn(churn)
     n = len(sigmas) - 1
     for i in range(n):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        gamma = min(churn / n, math.sqrt(2) - 1) if s_tmin <= s <= s_tmax else 0.0
+        gamma = min(c.churn / n, math.sqrt(2) - 1) if c.s_tmin <= s <= c.s_tmax else 0.0
         s_hat = s * (1 + gamma)
         if gamma > 0:  # Alg. 2 lines 4-6: raise the noise level to s_hat
-            x = x + math.sqrt(s_hat**2 - s**2) * s_noise * (noise or torch.randn_like)(x)
-        d = (x - denoiser(x, s_hat)) / s_hat
+            x = x + math.sqrt(s_hat**2 - s**2) * c.s_noise * (noise or torch.randn_like)(x)
+        denoised = denoiser(x, s_hat)
+        if callback is not None:
+            callback(i, s_hat, x, denoised)
+        d = to_d(x, s_hat, denoised)
         x_next = x + (s_next - s_hat) * d
         if s_next != 0:  # Alg. 2 lines 9-11: second-order correction
-            d2 = (x_next - denoiser(x_next, s_next)) / s_next
+            d2 = to_d(x_next, s_next, denoiser(x_next, s_next))
             x_next = x + (s_next - s_hat) * (d + d2) / 2
         x = x_next
     return x
@@ -114,7 +165,8 @@ def exp_lagrange_integrals(nodes, a: float, b: float) -> list[float]:
     return out
 
 
-def sample_deis(denoiser: Denoiser, x, sigmas, order: int = 3, time: str = "log", lower_order_final: bool = True, **_):
+def sample_deis(denoiser: Denoiser, x, sigmas, *, order: int = 3, time: str = "log", lower_order_final: bool = True,
+                callback: Callback = None):
     """DEIS tAB-r, Zhang & Chen 2023 (ICLR), Eq. 14-15: exponential integrator + Adams-Bashforth on eps.
 
     With s(t) = 1 (EDM) the linear part of the ODE vanishes and the exponential integrator
@@ -130,7 +182,10 @@ def sample_deis(denoiser: Denoiser, x, sigmas, order: int = 3, time: str = "log"
     t_hist: list[float] = []
     for i in range(len(sigmas) - 1):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        eps_hist = [(x - denoiser(x, s)) / s] + eps_hist[: order - 1]
+        denoised = denoiser(x, s)
+        if callback is not None:
+            callback(i, s, x, denoised)
+        eps_hist = [to_d(x, s, denoised)] + eps_hist[: order - 1]
         if s_next == 0 and lower_order_final:
             eps_hist = eps_hist[:1]
         if time == "log":
@@ -144,7 +199,7 @@ def sample_deis(denoiser: Denoiser, x, sigmas, order: int = 3, time: str = "log"
     return x
 
 
-def sample_dpmpp_2m(denoiser: Denoiser, x, sigmas, **_):
+def sample_dpmpp_2m(denoiser: Denoiser, x, sigmas, *, callback: Callback = None):
     """DPM-Solver++(2M), Lu et al. 2022 (arXiv:2211.01095), Algorithm 2, with lambda = -log sigma.
 
     x_{i+1} = (sigma_{i+1}/sigma_i) x_i - (e^{-h} - 1) D', D' = (1 + 1/2r) D_i - (1/2r) D_{i-1};
@@ -154,6 +209,8 @@ def sample_dpmpp_2m(denoiser: Denoiser, x, sigmas, **_):
     for i in range(len(sigmas) - 1):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
         d = denoiser(x, s)
+        if callback is not None:
+            callback(i, s, x, d)
         if s_next == 0:
             x = d
             continue
@@ -168,7 +225,7 @@ def sample_dpmpp_2m(denoiser: Denoiser, x, sigmas, **_):
     return x
 
 
-def sample_dpmpp_3m(denoiser: Denoiser, x, sigmas, **_):
+def sample_dpmpp_3m(denoiser: Denoiser, x, sigmas, *, callback: Callback = None):
     """DPM-Solver++(3M), Lu et al. 2022 (arXiv:2211.01095, Eq. 9 + Taylor terms to 2nd order).
 
     x_{i+1} = e^{-h} x_i - phi_1 D_i + phi_2 d1 - phi_3 d2 with lambda = -log sigma,
@@ -183,6 +240,8 @@ def sample_dpmpp_3m(denoiser: Denoiser, x, sigmas, **_):
     for i in range(len(sigmas) - 1):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
         d = denoiser(x, s)
+        if callback is not None:
+            callback(i, s, x, d)
         if s_next == 0:
             x = d
             continue
@@ -211,3 +270,48 @@ SAMPLERS: dict[str, Callable] = {
     "dpmpp_2m": sample_dpmpp_2m,
     "dpmpp_3m": sample_dpmpp_3m,
 }
+
+
+CHURN_FIELDS = tuple(f.name for f in dataclasses.fields(Churn))  # churn, s_tmin, s_tmax, s_noise
+
+
+def sampler_options(name: str) -> tuple[str, ...]:
+    """The keyword options ``SAMPLERS[name]`` accepts: its keyword-only parameters, with a
+    ``churn`` record parameter spelled out as the fields of :class:`Churn`."""
+    params = inspect.signature(SAMPLERS[name]).parameters.values()
+    names = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    return tuple(f for n in names for f in (CHURN_FIELDS if n == "churn" else (n,)))
+
+
+def check_options(name: str, opts) -> None:
+    """A :class:`GeneratorError` for an unknown sampler or an option it does not take."""
+    if name not in SAMPLERS:
+        raise GeneratorError(f"unknown sampler '{name}'; use one of: {', '.join(SAMPLERS)}")
+    known = sampler_options(name)
+    unknown = [k for k in opts if k not in known]
+    if unknown:
+        raise GeneratorError(f"sampler '{name}' does not take option(s) {', '.join(map(repr, unknown))}; "
+                             f"it accepts: {', '.join(known)}")
+
+
+def _fold_churn(opts: dict) -> dict:
+    """Checked ``opts`` with flat churn settings (``churn=1.0, s_tmin=0.05``) gathered into one
+    ``churn=Churn(1.0, s_tmin=0.05)``: the one place the record is built from options."""
+    out = {k: v for k, v in opts.items() if k not in CHURN_FIELDS}
+    given = {k: v for k, v in opts.items() if k in CHURN_FIELDS}
+    if given:
+        out["churn"] = as_churn(given.pop("churn", 0.0), **given)
+    return out
+
+
+def call_sampler(name: str, denoiser: Denoiser, x, sigmas, *, noise: Noise = None, **opts):
+    """``SAMPLERS[name](denoiser, x, sigmas, **opts)`` after :func:`check_options`.
+
+    ``noise`` is the caller's (seeded) noise source: it goes to the samplers that draw
+    noise (those with a ``noise`` option, i.e. Heun's churn); the others are deterministic.
+    """
+    check_options(name, opts)
+    opts = _fold_churn(opts)  # only Heun takes churn settings (checked above)
+    if noise is not None and "noise" in sampler_options(name):
+        opts["noise"] = noise
+    return SAMPLERS[name](denoiser, x, sigmas, **opts)

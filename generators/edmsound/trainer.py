@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from audioaudit.util.atomic import atomic_path
 from generators.base import GeneratorError
 from generators.edmsound import checkpoint as ckpt
 from generators.edmsound.config import GenConfig
@@ -143,22 +144,22 @@ class Trainer:
 
     def dump_samples(self) -> Path:
         """A few EMA samples (DEIS, ``sample_steps``) as WAVs under samples/step_XXXXXXX/."""
-        from generators.edmsound.generator import resolve_labels, sample_specs
         import soundfile as sf
+
+        from generators.edmsound.generator import Sampling, resolve_labels, sample_specs
 
         t, classes = self.cfg.train, list(self.cfg.classes)
         seeds = list(range(t.sample_count))
         names = resolve_labels(self.cfg, [None] * len(seeds), seeds)
         labels = torch.tensor([classes.index(c) for c in names]) if classes else None
-        spec = sample_specs(self.ema, self.cfg, seeds, labels, sampler="deis", steps=t.sample_steps, cfg_scale=1.0)
+        spec = sample_specs(self.ema, self.cfg, seeds, labels, Sampling("deis", t.sample_steps, cfg_scale=1.0))
         waves = to_wave(spec, self.cfg.spec).numpy()
         d = self.out / "samples" / f"step_{self.step:07d}"
         d.mkdir(parents=True, exist_ok=True)
         for s, name, w in zip(seeds, names, waves):
             path = d / f"seed{s}{'_' + name if name else ''}.wav"
-            tmp = path.with_name(f".{path.name}.tmp")
-            sf.write(str(tmp), np.clip(w, -1, 1), self.cfg.spec.sample_rate, subtype="PCM_16", format="WAV")
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                sf.write(str(tmp), np.clip(w, -1, 1), self.cfg.spec.sample_rate, subtype="PCM_16", format="WAV")
         return d
 
 

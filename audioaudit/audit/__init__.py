@@ -1,0 +1,1 @@
+"""The audit: generated clips (queries) -> training sources -> scores -> threshold -> tables, statistics and summary; plus the false-flag calibration of an index. :func:`audioaudit.audit.run.run_audit` is the entry point."""

@@ -1,0 +1,1 @@
+"""The training-corpus index: store (the folder and its files), shards (resumable embedding), build/assemble, the Ray engine, search, the train-vs-train reference, near duplicates, the background set and the FAISS back ends (:mod:`.faiss`)."""
