@@ -343,3 +343,28 @@ def test_calibration_on_a_folder_of_novel_clips(world, mel, tmp_path):
     neg = _clip_sim(mel, novel, train).max(axis=1) - np.sort(bg, axis=1)[:, ::-1][:, :3].mean(axis=1)
     assert cal["threshold"] == pytest.approx(ffr_threshold(neg, 0.25), abs=1e-5)
     assert cal["false_flag_rate"] <= 0.25
+
+
+def test_rate_bound_says_when_the_set_is_too_small():
+    from audioaudit.audit.calibrate import rate_bound
+
+    hi, resolves, note = rate_bound(0, 58, 0.01)  # issue 16: 58 background clips, a 1 % target
+    assert not resolves and hi == pytest.approx(3.8415 / (58 + 3.8415), rel=1e-3)
+    assert "58 calibration clips cannot calibrate a false-flag rate of 0.01 (that needs at least 100)" in note
+    assert f"<= {hi:.3f} (95 %)" in note
+    hi, resolves, note = rate_bound(4, 220, 0.02)
+    assert resolves and note is None and 4 / 220 < hi < 0.05
+
+
+def test_a_small_background_is_reported_at_build_and_audit(world, tmp_path):
+    root = tmp_path / "ix"
+    out = cli("index", "build", world["base"] / "c" / "train", "--encoder", "mel", "--name", "small", "--root", root,
+              "--background", world["bg"], "--target-ffr", "0.01", "--no-progress")
+    cal = json.loads((root / "small" / schema.CALIBRATION_FILE).read_text())
+    n = cal["n_negative"]
+    assert n * 0.01 < 1 and cal["resolves_target"] is False and cal["false_flag_rate_bound"] > 0.1
+    assert f"note: {n} calibration clips cannot calibrate a false-flag rate of 0.01" in out
+    run = cli("audit", world["gen"], "--index", "small", "--root", root, "--out", tmp_path / "run", "--no-progress")
+    s = json.loads((tmp_path / "run" / schema.SUMMARY_FILE).read_text())
+    assert s["threshold"]["note"] == cal["note"] and s["threshold"]["false_flag_rate_bound"] == cal["false_flag_rate_bound"]
+    assert "cannot calibrate a false-flag rate of 0.01" in run

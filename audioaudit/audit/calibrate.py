@@ -55,9 +55,32 @@ class IndexCalibration:
     precision: float | None = None  # not estimated: depends on the share of copies
     target_precision: float | None = None
     settings: dict = field(default_factory=dict)
+    false_flag_rate_bound: float | None = None  # the rate this calibration can vouch for (95 % upper bound)
+    resolves_target: bool = True  # False: too few negatives to calibrate the target rate at all
+    note: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def rate_bound(flagged: int, n: int, target: float) -> tuple[float, bool, str | None]:
+    """Pure: (95 % upper bound of the false-flag rate, whether ``n`` negatives can resolve
+    ``target`` at all, a note saying so when they cannot). With n negatives a threshold can
+    only be placed between them: a rate below 1/n is not measurable, so the threshold lands
+    above every negative and the rate is bounded only by the Wilson interval of 0/n
+    (about 3.8/n)."""
+    from audioaudit.audit import statistics as stats
+
+    hi = stats.wilson(flagged, n).hi
+    resolves = target * n >= 1 - 1e-9
+    note = None
+    if not resolves:
+        need = int(np.ceil(1 / target)) if target > 0 else None
+        note = (f"{n} calibration clips cannot calibrate a false-flag rate of {target:g}"
+                + (f" (that needs at least {need})" if need else "")
+                + f": the threshold sits above every one of them and bounds the rate on novel clips only at "
+                  f"<= {hi:.3f} (95 %)")
+    return hi, resolves, note
 
 
 def ffr_threshold(negative: np.ndarray, target: float) -> float:
@@ -170,11 +193,13 @@ def calibrate_index(index, encoder, settings: FfrSettings = FfrSettings(), *, wr
     positive = similarity.normalise(psims[:, 0], plevel)
     k = int(((negative >= t) | (sims[:, 0] >= floor)).sum())
     ci = stats.wilson(k, len(negative))
+    bound, resolves, note = rate_bound(k, len(negative), alpha)
     cal = IndexCalibration(
         threshold=t, target_false_flag_rate=alpha, false_flag_rate=k / len(negative),
         false_flag_rate_ci=(ci.lo, ci.hi), recall=float(((positive >= t) | (psims[:, 0] >= floor)).mean()),
         n_negative=len(negative),
         n_positive=len(positive), encoder=ix.encoder.get("identity"), similarity_floor=floor,
+        false_flag_rate_bound=bound, resolves_target=resolves, note=note,
         settings={"negatives": what,
                   "negatives_folder": str(Path(settings.negatives).resolve()) if settings.negatives else None,
                   "positives": f"{settings.views_per_clip} views of up to {settings.max_clips} training clips: "

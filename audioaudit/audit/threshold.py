@@ -25,16 +25,22 @@ class Threshold:
     target_false_flag_rate: float | None = None
     passed_over: list[str] = field(default_factory=list)
     similarity_floor: float | None = None  # also flag at raw similarity >= this (index calibration)
+    false_flag_rate_bound: float | None = None  # 95 % upper bound the calibration vouches for
+    note: str | None = None  # e.g. too few calibration clips for the target rate
 
     def as_dict(self) -> dict:
         d = {"value": self.value, "on": self.on, "source": self.source, "precision": self.precision,
              "target_precision": self.target_precision, "path": self.path}
         if self.target_false_flag_rate is not None:
             d |= {"false_flag_rate": self.false_flag_rate, "target_false_flag_rate": self.target_false_flag_rate}
+            if self.false_flag_rate_bound is not None:
+                d["false_flag_rate_bound"] = self.false_flag_rate_bound
         if self.passed_over:
             d["passed_over"] = self.passed_over
         if self.similarity_floor is not None:
             d["similarity_floor"] = self.similarity_floor
+        if self.note:
+            d["note"] = self.note
         if self.value is None:
             d["note"] = ("no threshold: pass --threshold, or calibrate the encoder; nothing is flagged, "
                          "only statistics are reported")
@@ -60,17 +66,21 @@ class Calibration:
     false_flag_rate: float | None = None
     target_false_flag_rate: float | None = None
     similarity_floor: float | None = None
+    false_flag_rate_bound: float | None = None
+    note: str | None = None
 
     @staticmethod
     def from_json(path: str | os.PathLike, d: dict) -> "Calibration":
         score = d.get("score", "score")
         return Calibration(str(path), float(d["threshold"]), score, d.get("normalisation", "references"),
                            d.get("precision"), d.get("target_precision"), d.get("false_flag_rate"),
-                           d.get("target_false_flag_rate"), d.get("similarity_floor") if score == "score" else None)
+                           d.get("target_false_flag_rate"), d.get("similarity_floor") if score == "score" else None,
+                           d.get("false_flag_rate_bound"), d.get("note"))
 
     def threshold_from(self, source: str, passed_over: list[str]) -> "Threshold":
         return Threshold(self.threshold, self.score, source, self.precision, self.target_precision, self.path,
-                         self.false_flag_rate, self.target_false_flag_rate, passed_over, self.similarity_floor)
+                         self.false_flag_rate, self.target_false_flag_rate, passed_over, self.similarity_floor,
+                         self.false_flag_rate_bound, self.note)
 
 
 def resolve_threshold(explicit: float | None, on: str, index_dir: Path, encoder_spec: str | None,

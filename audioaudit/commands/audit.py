@@ -24,7 +24,14 @@ def print_summary(s: dict, queries) -> None:
         typer.echo("threshold   none (pass --threshold or calibrate an encoder): nothing flagged")
     else:
         prec = "" if t.get("precision") is None else f", precision {_pct(t['precision'])}"
-        typer.echo(f"threshold   {t['value']:.4f} on the {t['on']} ({t['source']}{prec})")
+        ffr = ""
+        if t.get("target_false_flag_rate") is not None:
+            ffr = f", false flags {_pct(t['false_flag_rate'])} for a {_pct(t['target_false_flag_rate'])} target"
+            if t.get("false_flag_rate_bound") is not None:
+                ffr += f", <= {_pct(t['false_flag_rate_bound'])} at 95 %"
+        typer.echo(f"threshold   {t['value']:.4f} on the {t['on']} ({t['source']}{prec}{ffr})")
+        if t.get("note"):
+            typer.echo(f"note        {t['note']}")
         f = s["flagged"]
         lo, hi = f["ci95"]
         typer.echo(f"flagged     {f['count']} of {f['n']} = {_pct(f['rate'])} (95 % CI {_pct(lo)}–{_pct(hi)}); "

@@ -122,6 +122,8 @@ def _add_background(index_dir: Path, folder: Path, enc, k: int, calibration: Ffr
                    f"(95% CI {lo:.3f}-{hi:.3f}, target {cal.target_false_flag_rate:.3f}) on {cal.n_negative} "
                    f"{'novel' if negatives else 'background'} clips; recall {cal.recall:.3f} on {cal.n_positive} augmented training clips; "
                    f"also flagged: similarity >= {cal.similarity_floor:.4f}")
+        if cal.note:
+            typer.echo(f"note: {cal.note}")
 
 
 def background_cmd(
