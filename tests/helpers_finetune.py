@@ -33,7 +33,7 @@ def _harmonic(rng, t):
 
 def _clicks(rng, t):
     x = np.zeros_like(t)
-    period = int(SR / rng.uniform(4, 30))
+    period = int(round(1 / (t[1] - t[0])) / rng.uniform(4, 30))
     x[:: period] = 1.0
     return np.convolve(x, np.exp(-np.arange(80) / rng.uniform(5, 20)), mode="same")
 
@@ -46,14 +46,14 @@ def _amfm(rng, t):
 KINDS = {"chirp": _chirp, "bursts": _bursts, "harmonic": _harmonic, "clicks": _clicks, "amfm": _amfm}
 
 
-def make_clip(kind: str, seed: int, seconds: float = 1.0) -> np.ndarray:
+def make_clip(kind: str, seed: int, seconds: float = 1.0, sr: int = SR) -> np.ndarray:
     rng = np.random.default_rng([seed, len(kind)])
-    t = np.arange(int(seconds * SR)) / SR
+    t = np.arange(int(seconds * sr)) / sr
     x = KINDS[kind](rng, t) + 0.003 * rng.standard_normal(len(t))
     return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
 
 
-def write_corpus(root: Path, per_kind: int = 3, seconds: float = 1.0) -> list[Path]:
+def write_corpus(root: Path, per_kind: int = 3, seconds: float = 1.0, sr: int = SR) -> list[Path]:
     import soundfile as sf
 
     paths = []
@@ -61,6 +61,6 @@ def write_corpus(root: Path, per_kind: int = 3, seconds: float = 1.0) -> list[Pa
         (root / kind).mkdir(parents=True, exist_ok=True)
         for i in range(per_kind):
             p = root / kind / f"{kind}_{i}.wav"
-            sf.write(str(p), make_clip(kind, i, seconds), SR)
+            sf.write(str(p), make_clip(kind, i, seconds, sr), sr)
             paths.append(p)
     return paths

@@ -40,9 +40,11 @@ def finetune_cmd(
 ) -> None:
     """Fine-tune an encoder into a copy detector on augmented views of CORPUS."""
     from rich.console import Console
+    from rich.markup import escape
 
     from audioaudit.detector.finetune.pipeline import Job, run_finetune
     from audioaudit.detector.finetune.recipes import DEFAULT_VIEWS, get_recipe, mode_defaults
+    from audioaudit.detector.finetune.status import record_step
     from audioaudit.errors import UserError
 
     console = Console()
@@ -63,16 +65,49 @@ def finetune_cmd(
         raise UserError(str(e)) from None
     job = Job(corpus=str(corpus), out_dir=out, recipe=rec, base=base, scratch=scratch, n_views=views,
               quiet=quiet, device=device, families=_families(families), max_strength=max_strength)
-    res = run_finetune(job, log=console.print)
+    res = run_finetune(job, log=console.print)  # the weights are on disk when it returns
+    ok = _after_training("summary", res, corpus, console, lambda: _summary(res, console))
+    if no_calibrate:
+        record_step(res.out_dir, "calibration", "skipped", reason="--no-calibrate")
+    else:
+        ok = _after_training("calibration", res, corpus, console, lambda: _calibrate(res, corpus, console)) and ok
+    console.print(f"encoder spec: [bold]{escape(res.spec)}[/]", soft_wrap=True)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _summary(res, console) -> None:
     for path, reason in res.skipped.items():
         console.print(f"[yellow]skipped[/] {path}: {reason}")
     last = res.history[-1] if res.history else {}
     console.print(f"trained on {res.n_clips} clips: cache {res.cache_seconds:.1f} s, training {res.train_seconds:.1f} s"
                   + (f"; final val R@1 {last['val_recall_at_1']:.3f}, pos {last['pos_sim']:.3f} / neg {last['neg_sim']:.3f}"
                      if last else ""))
-    if not no_calibrate:
-        _calibrate(res, corpus, console)
-    console.print(f"encoder spec: [bold]{res.spec}[/]")
+
+
+def _after_training(step: str, res, corpus: Path, console, fn) -> bool:
+    """Run one step that follows training. Whatever it raises, the trained detector stays
+    (its weights are written first): the failure is one line naming the step and the
+    reason, recorded with its traceback in OUT/run.json, and the command exits 1 at the end."""
+    import traceback
+
+    from rich.markup import escape
+
+    from audioaudit.detector.finetune.status import record_step
+
+    redo = f"audioaudit calibrate {corpus} --encoder {res.spec} --out {res.out_dir}"
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - any failure here must not cost the training
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        reason = f"{type(e).__name__}: {reason}" if reason else type(e).__name__
+        record_step(res.out_dir, step, "failed", error=reason, traceback=traceback.format_exc(),
+                    **({"redo": redo} if step == "calibration" else {}))
+        hint = f"; redo it with: {redo}" if step == "calibration" else ""
+        console.print(f"[bold red]error:[/] {step} failed after training ({escape(reason)}); the trained detector is "
+                      f"saved and usable as {escape(res.spec + hint)}", soft_wrap=True, highlight=False)
+        return False
+    return True  # (a calibration records itself: audioaudit calibrate --out DIR does too)
 
 
 def _families(value: str | None) -> tuple[str, ...] | None:
@@ -110,16 +145,16 @@ def _scratch_config(value: str) -> dict:
 
 
 def _calibrate(res, corpus: Path, console) -> None:
-    """Hand the trained detector to the calibration step when that module is present."""
-    try:
-        from audioaudit.detector.calibrate import calibrate_encoder
-    except ImportError:
-        console.print("[yellow]calibration skipped[/]: audioaudit.detector.calibrate is not available in this build")
-        return
+    """Calibrate the trained detector's threshold on its corpus (``OUT/calibration.json``),
+    with the settings ``audioaudit calibrate`` uses by default."""
+    from audioaudit.detector.calibrate import calibrate_encoder
     from audioaudit.encoders import load_encoder
 
-    res.calibration = calibrate_encoder(load_encoder(res.spec), str(corpus), str(res.out_dir))
-    console.print(f"calibration: {res.calibration}")
+    cal = res.calibration = calibrate_encoder(load_encoder(res.spec), str(corpus), str(res.out_dir))
+    state = "" if cal.reached else " (target NOT reached: threshold set above every negative)"
+    console.print(f"calibration: threshold {cal.threshold:.4f} on the {cal.score}, precision {cal.precision:.3f} "
+                  f"(target {cal.target_precision:.2f}){state}, recall {cal.recall:.3f} -> "
+                  f"{res.out_dir / 'calibration.json'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -197,6 +197,12 @@ def calibrate_encoder(
 
 
 def write_calibration(out_dir: str | os.PathLike, cal: Calibration) -> Path:
+    """``out_dir/calibration.json``; in a fine-tuned detector's folder, also marks the
+    run's calibration step done in its ``run.json`` (a redo after a failed one included)."""
+    from audioaudit.detector.finetune.status import record_step
+
     path = Path(out_dir) / CALIBRATION_FILE
     write_text(path, json.dumps(cal.to_json(), indent=1, default=float))
+    record_step(out_dir, "calibration", threshold=cal.threshold, score=cal.score, file=CALIBRATION_FILE)
     return path
+

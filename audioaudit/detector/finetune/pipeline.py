@@ -11,7 +11,9 @@ Three modes share the cache, the loop and the checkpoint format:
 
 OUT holds ``run.json`` (the settings; a rerun with other settings is refused),
 ``cache/``, ``checkpoints/`` (resumable), then ``config.json`` + safetensors weights
-+ ``history.json`` when training ends.
++ ``history.json`` when training ends — all written before anything that follows
+(the calibration), whose outcome goes to ``run.json``'s ``status``
+(:mod:`audioaudit.detector.finetune.status`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from audioaudit.detector.finetune.recipes import Recipe
+from audioaudit.detector.finetune.status import RUN_FILE, record_step, settings_of
 from audioaudit.detector.finetune.views import ClipSource, Featurizer, ViewSettings, build_view_cache, load_view_cache
 from audioaudit.encoders import checkpoint as ck
 from audioaudit.encoders.finetuned import CONFIG, FORMAT
@@ -67,15 +70,15 @@ class Job:
 def _check_run(job: Job) -> None:
     import json
 
-    p = job.out_dir / "run.json"
+    p = job.out_dir / RUN_FILE
     if p.exists():
-        old = json.loads(p.read_text())
+        old = settings_of(json.loads(p.read_text()))
         new = json.loads(json.dumps(job.settings()))
         if old != new:
             diff = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
             raise UserError(f"{job.out_dir} holds a fine-tuning run with other settings ({', '.join(diff)} differ); "
                             "pass another --out, or delete that folder to start over")
-    ck.write_record(p, job.settings())
+    ck.write_record(p, job.settings())  # a new attempt: the status of the last one goes
 
 
 def _scan(corpus: str):
@@ -142,6 +145,7 @@ def run_finetune(job: Job, log: Log = print) -> FinetuneResult:
         log(f"resumed after epoch {res.resumed_from}")
     save(model)
     ck.write_record(job.out_dir / "history.json", res.history)
+    record_step(job.out_dir, "training", epochs=len(res.history), seconds=round(res.seconds, 1))
     skipped = dict(cache.manifest.get("skipped", {}))
     out = FinetuneResult(job.out_dir, f"finetuned:{job.out_dir}", len(cache.index), skipped, cache_s,
                          res.seconds, res.history)
