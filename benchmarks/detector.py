@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     for n, s in enumerate(specs):
         enc = load_encoder(s)
         t = time.perf_counter()
-        rows += evaluate.run_benchmark(bench, enc, spec=s)
+        rows += evaluate.run_benchmark(bench, enc, evaluate.RunSettings(spec=s))
         console.print(f"{s}: scored in {time.perf_counter() - t:.1f} s (embedding {rows[-1].embed_seconds:.1f} s)")
         if not a.no_calibrate:
             cal = calibrate_encoder(enc, corpus, out / f"calibration-{n}", CalibrateOptions(max_clips=100, seed=a.seed))

@@ -59,13 +59,13 @@ def train(corpus: Path, out: Path, **kw):
 
 def bench(root: Path, specs: list[str]) -> None:
     from audioaudit.detector.benchmark.dataset import BenchSpec, build_benchmark
-    from audioaudit.detector.benchmark.evaluate import run_benchmark
+    from audioaudit.detector.benchmark.evaluate import RunSettings, run_benchmark
     from audioaudit.encoders import load_encoder
 
     b = build_benchmark(str(root), str(root / "bench"), BenchSpec(per_family=10, distractors=100))
     print(f"  bench: {len(b.references)} references, {b.n_copies} copies, {b.n_distractors} distractors")
     for spec in specs:
-        for row in run_benchmark(b, load_encoder(spec), spec=spec):
+        for row in run_benchmark(b, load_encoder(spec), RunSettings(spec=spec)):
             o = row.report.overall
             print(f"  {spec:60s} {row.scoring:10s} µAP {o.micro_ap:.3f}  R@P90 {o.recall_at_p90:.3f}  R@1 {o.recall_at_1:.3f}")
 

@@ -126,8 +126,8 @@ def test_evaluate_matrix_perfect_scores_and_twin_credit(built):
 
 
 def test_run_benchmark_real_encoder_beats_random(built):
-    good = evaluate.run_benchmark(built, SpectrumEncoder(), spec="spectrum")
-    bad = evaluate.run_benchmark(built, RandomEncoder(), spec="random", normalise=False)
+    good = evaluate.run_benchmark(built, SpectrumEncoder(), evaluate.RunSettings(spec="spectrum"))
+    bad = evaluate.run_benchmark(built, RandomEncoder(), evaluate.RunSettings(spec="random", normalise=False))
     assert [r.scoring for r in good] == ["similarity", "score"] and len(bad) == 1
     g = good[0].report
     assert g.per_family["gain"].recall_at_1 == 1.0  # a gain-invariant descriptor finds gain copies
@@ -156,3 +156,40 @@ def test_bench_cli_table_and_json(corpus, tmp_path):
     bad = CliRunner().invoke(app, ["bench", str(root), "--encoder", "mel", "--families", "nope",
                                    "--cache", str(tmp_path / "c")])
     assert bad.exit_code != 0
+
+
+def test_held_out_family_protocol_reports_both_groups(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from audioaudit.cli import app
+
+    root, _ = corpus
+    out = tmp_path / "p.json"
+    res = CliRunner().invoke(app, ["bench", str(root), "--encoder", "mel", "--train-families", "gain,mp3",
+                                   "--test-families", "opus,excerpt", "--per-family", "2", "--distractors", "4",
+                                   "--json", str(out), "--cache", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert "µAP (train families)" in res.output and "µAP (test families)" in res.output
+    row = json.loads(out.read_text())["rows"][0]
+    assert set(row["per_family"]) == {"gain", "mp3", "opus", "excerpt"} and set(row["groups"]) == {"train", "test"}
+    assert row["groups"]["test"]["n_positive_queries"] == 4 and row["groups"]["train"]["n_positive_queries"] == 4
+    overlap = CliRunner().invoke(app, ["bench", str(root), "--encoder", "mel", "--train-families", "gain",
+                                       "--test-families", "gain", "--cache", str(tmp_path / "c")])
+    assert overlap.exit_code != 0 and "share gain" in str(overlap.exception)
+
+
+def test_a_detector_is_refused_test_families_it_trained_on(tmp_path):
+    from audioaudit.detector.benchmark.protocol import check_unseen, parse_families, trained_families
+    from audioaudit.errors import UserError
+
+    d = tmp_path / "det"
+    d.mkdir()
+    (d / "run.json").write_text(json.dumps({"views": {"families": ["gain", "mp3"]}}))
+    assert trained_families(f"finetuned:{d}") == ("gain", "mp3") and trained_families("mel") is None
+    check_unseen(f"finetuned:{d}", parse_families("unseen"))  # none of them: fine
+    with pytest.raises(UserError, match="trained on mp3"):
+        check_unseen(f"finetuned:{d}", ("opus", "mp3"))
+    (d / "run.json").write_text(json.dumps({"views": {}}))  # default views: every training family
+    with pytest.raises(UserError, match="trained on pitch"):
+        check_unseen(f"finetuned:{d}", ("pitch",))
+    assert parse_families("standard,opus")[-1] == "opus"

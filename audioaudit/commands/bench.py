@@ -68,6 +68,10 @@ def bench_table(rows, summary: dict):
     t.add_row("µAP", *[_fmt(r.report.overall.micro_ap) for r in rows])
     t.add_row("R@P90", *[_fmt(r.report.overall.recall_at_p90) for r in rows])
     t.add_row("R@1", *[_fmt(r.report.overall.recall_at_1) for r in rows], end_section=True)
+    for g in sorted({g for r in rows for g in r.groups}, key=lambda g: (g != "train", g)):
+        for label, attr in (("µAP", "micro_ap"), ("R@P90", "recall_at_p90")):
+            t.add_row(f"{label} ({g} families)", *[_fmt(getattr(r.groups[g], attr)) if g in r.groups else "–"
+                                                  for r in rows], end_section=label == "R@P90")
     families = sorted({f for r in rows for f in r.report.per_family})
     for f in families:
         cells = []
@@ -83,6 +87,12 @@ def bench_cmd(
     encoders: List[str] = typer.Option(..., "--encoder", "-e", help="Encoder spec (repeat to compare side by side)."),
     families: Optional[List[str]] = typer.Option(None, "--family", "--families", help="Transformation families "
                                                  "(repeat or comma-separate); default: the standard set."),
+    train_families: Optional[str] = typer.Option(None, "--train-families", help="Held-out-family protocol: the "
+                                                 "families the detector trained on (comma-separated or 'standard'); "
+                                                 "reported as one group."),
+    test_families: Optional[str] = typer.Option(None, "--test-families", help="Families the detector never "
+                                                "saw (comma-separated, or 'unseen' for the test-only set); reported as "
+                                                "another group. A family a fine-tuned detector trained on is refused."),
     per_family: int = typer.Option(20, "--per-family", help="Copy queries per family."),
     distractors: int = typer.Option(100, "--distractors", help="Distractor queries (clips not in the references)."),
     seed: int = typer.Option(0, "--seed"),
@@ -99,9 +109,15 @@ def bench_cmd(
     from rich.progress import Progress
 
     from audioaudit.detector.benchmark import dataset, evaluate
+    from audioaudit.detector.benchmark.protocol import check_unseen, family_groups
     from audioaudit.encoders import load_encoder
 
     fams = tuple(f.strip() for item in (families or []) for f in item.split(",") if f.strip())
+    groups = family_groups(train_families, test_families)
+    if groups:
+        fams = tuple(dict.fromkeys(fams + groups.get("train", ()) + groups.get("test", ())))
+        for s in encoders:
+            check_unseen(s, groups.get("test", ()))
     spec = dataset.BenchSpec(families=fams, per_family=per_family, distractors=distractors, seed=seed,
                                dedupe=dedupe)
     console = Console()
@@ -113,8 +129,8 @@ def bench_cmd(
         rows = []
         for s, enc in loaded:
             t = bar.add_task(f"embedding with {s}", total=len(bench.references) + len(bench.queries))
-            rows += evaluate.run_benchmark(bench, enc, spec=s, normalise=normalise, top_k=top_k,
-                                            progress=lambda n, t=t: bar.advance(t, n))
+            rows += evaluate.run_benchmark(bench, enc, evaluate.RunSettings(s, normalise, top_k, groups),
+                                           progress=lambda n, t=t: bar.advance(t, n))
     summary = evaluate.bench_summary(bench)
     console.print(bench_table(rows, summary))
     for note in bench.notes:

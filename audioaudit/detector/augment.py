@@ -36,6 +36,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from audioaudit.detector.augment_ops import APPLY
+from audioaudit.detector.unseen import UNSEEN
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Family:
     standard: bool = True  # part of the set the µAP >= 0.95 goal is stated on
     needs_others: bool = False  # needs a pool of other clips (mixing, partial copy)
     length_ratio: tuple[float, float] = (1.0, 1.0)  # output/input length, lowest and highest
+    training: bool = True  # False: test-only (:mod:`audioaudit.detector.unseen`), never in training views
 
     def value(self, strength: float) -> float:
         s = float(np.clip(strength, 0.0, 1.0))
@@ -87,10 +89,17 @@ FAMILIES: dict[str, Family] = {
         Family("mp3", "MP3 round trip (LAME CBR via libsndfile); ~160->48 kbps at 44.1/48 kHz",
                "compression level", 0.5, 0.95, "libsndfile level", 16),
     ]
+} | {
+    name: Family(name, desc, param, mild, severe, unit, order, standard=False, needs_others=others,
+                 length_ratio=ratio, training=False)
+    for name, (desc, param, mild, severe, unit, order, others, ratio, _fn) in UNSEEN.items()
 }
+_APPLY = {**APPLY, **{name: u[-1] for name, u in UNSEEN.items()}}
 
 
 STANDARD_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.standard)
+TRAINING_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.training)  # the 17 views draw on
+UNSEEN_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if not f.training)  # test-only
 
 
 # --------------------------------------------------------------------------- helpers
@@ -143,7 +152,7 @@ def transform(
         raise ValueError("cannot transform an empty waveform")
     v = FAMILIES[family].value(strength)
     with _library_seed(rng):
-        y = APPLY[family](x, int(sr), v, rng, others)
+        y = _APPLY[family](x, int(sr), v, rng, others)
     return np.nan_to_num(np.asarray(y, dtype=np.float32).reshape(-1), nan=0.0, posinf=1.0, neginf=-1.0)
 
 
@@ -163,7 +172,7 @@ def random_view(
     Any clip length is accepted (see :func:`transform`; the view's length is within
     :func:`length_range` composed over the families applied).
     Returns the view and the names of the families applied, in order."""
-    names = [f for f in (families or FAMILIES) if others or not FAMILIES[f].needs_others]
+    names = [f for f in (families or TRAINING_FAMILIES) if others or not FAMILIES[f].needs_others]
     for f in names:
         if f not in FAMILIES:
             raise ValueError(f"unknown augment family '{f}'")

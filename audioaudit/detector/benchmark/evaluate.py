@@ -34,23 +34,40 @@ class BenchRow:
     identity: dict = field(default_factory=dict)
     embed_seconds: float = 0.0
     skipped: list[dict] = field(default_factory=list)
+    groups: dict[str, metrics.Metrics] = field(default_factory=dict)  # e.g. "train" / "test" families
 
     def to_json(self) -> dict:
         return {"encoder": self.encoder, "scoring": self.scoring, "identity": self.identity,
                 "embed_seconds": round(self.embed_seconds, 3), "overall": asdict(self.report.overall),
+                "groups": {k: asdict(v) for k, v in self.groups.items()},
                 "per_family": {k: asdict(v) for k, v in self.report.per_family.items()}, "skipped": self.skipped}
 
 
-def evaluate_matrix(bench: BenchSet, matrix: np.ndarray, top_k: int = 10) -> metrics.Report:
-    """Pure: metrics of a (n_queries, n_references) score matrix for ``bench``.
-    A row of NaN (a query that could not be scored) yields no predictions — a miss."""
+def _predictions(bench: BenchSet, matrix: np.ndarray, top_k: int):
+    """(query, ref, score, truth, family) of the ``top_k`` predictions per query."""
     ref_index = {r.item_id: n for n, r in enumerate(bench.references)}
     truth = {qi: {ref_index[t] for t in q.truth if t in ref_index} for qi, q in enumerate(bench.queries)}
     family = {qi: q.family for qi, q in enumerate(bench.queries)}
     m = np.where(np.isfinite(matrix), matrix, -np.inf)
     q, r, s = similarity.top_k(m, top_k)
     ok = np.isfinite(s)
-    return metrics.evaluate_by_family(q[ok], r[ok], s[ok], truth, family)
+    return q[ok], r[ok], s[ok], truth, family
+
+
+def evaluate_matrix(bench: BenchSet, matrix: np.ndarray, top_k: int = 10) -> metrics.Report:
+    """Pure: metrics of a (n_queries, n_references) score matrix for ``bench``.
+    A row of NaN (a query that could not be scored) yields no predictions — a miss."""
+    return metrics.evaluate_by_family(*_predictions(bench, matrix, top_k))
+
+
+def evaluate_groups(bench: BenchSet, matrix: np.ndarray, groups: dict[str, tuple[str, ...]],
+                    top_k: int = 10) -> dict[str, metrics.Metrics]:
+    """Pure: one row per group of families (e.g. the families a detector trained on and the
+    ones it never saw), each pooling the group's copy queries with *all* distractors."""
+    q, r, s, truth, family = _predictions(bench, matrix, top_k)
+    distractors = [i for i, f in family.items() if f is None]
+    return {name: metrics.evaluate(q, r, s, truth, [i for i, f in family.items() if f in fams] + distractors)
+            for name, fams in groups.items() if fams}
 
 
 def similarity_matrix(encoder, bench: BenchSet, progress: Callable[[int], None] | None = None):
@@ -69,24 +86,28 @@ def similarity_matrix(encoder, bench: BenchSet, progress: Callable[[int], None] 
     return sim, seconds, skipped
 
 
-def run_benchmark(
-    bench: BenchSet,
-    encoder,
-    *,
-    spec: str | None = None,
-    normalise: bool = True,
-    top_k: int = 10,
-    progress: Callable[[int], None] | None = None,
-) -> list[BenchRow]:
+@dataclass(frozen=True)
+class RunSettings:
+    """How one encoder is scored: its spec, normalisation, predictions kept, family groups."""
+
+    spec: str | None = None
+    normalise: bool = True
+    top_k: int = 10
+    groups: dict = field(default_factory=dict)  # name -> families (reported besides overall)
+
+
+def run_benchmark(bench: BenchSet, encoder, settings: RunSettings = RunSettings(), *,
+                  progress: Callable[[int], None] | None = None) -> list[BenchRow]:
     """Rows for one encoder: raw similarity, and (``normalise``) the normalised score."""
     sim, seconds, skipped = similarity_matrix(encoder, bench, progress)
-    name = spec or encoder.name
+    name = settings.spec or encoder.name
     ident = encoder.identity()
-    rows = [BenchRow(name, "similarity", evaluate_matrix(bench, sim, top_k), ident, seconds, skipped)]
-    if normalise:
-        score = similarity.normalised(sim, ~np.isfinite(sim))  # unscored pairs: no background, stay NaN
-        rows.append(BenchRow(name, "score", evaluate_matrix(bench, score, top_k), ident, seconds, skipped))
-    return rows
+    matrices = {"similarity": sim}
+    if settings.normalise:
+        matrices["score"] = similarity.normalised(sim, ~np.isfinite(sim))  # unscored pairs: no background, stay NaN
+    return [BenchRow(name, kind, evaluate_matrix(bench, m, settings.top_k), ident, seconds, skipped,
+                     evaluate_groups(bench, m, settings.groups, settings.top_k))
+            for kind, m in matrices.items()]
 
 
 def bench_summary(bench: BenchSet) -> dict:
