@@ -23,12 +23,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from generators.base import GeneratedBatch, GeneratedClip, GeneratorError
+from generators.base import GeneratedBatch, GeneratedClip, GeneratorError, Uses
 from generators.edmsound.analytic import ideal_denoiser
 from generators.edmsound.samplers import SCHEDULES, call_sampler, check_options, nfe
 from generators.edmsound.spectrogram import SpecConfig, to_spec, to_wave
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+LOAD_OPTIONS = ("sample_rate", "clip_seconds", "hop", "silence_dbfs")
 
 
 @dataclass
@@ -136,6 +137,15 @@ class MemorizerGenerator:
         self.sample_rate = data.spec.sample_rate
         self._denoisers: dict[str | None, tuple] = {}
 
+    @property
+    def uses(self) -> Uses:
+        """Class sub-folders when the training folder has them; ``cfg`` changes nothing (a warning)."""
+        classes = tuple(sorted({lab for lab in self.data.labels if lab}))
+        options = tuple(f.name for f in fields(MemorizerSampling) if f.name != "options")
+        return Uses(options, "class" if classes else None, classes,
+                    {"cfg": "its ideal denoiser takes no guidance"}, MemorizerSampling.sampler,
+                    "" if classes else "its training folder has no class sub-folders")
+
     def _subset(self, condition: str | None):
         if condition not in self._denoisers:
             idx = [i for i, lab in enumerate(self.data.labels) if condition in (None, "") or lab == condition]
@@ -172,8 +182,8 @@ class MemorizerGenerator:
 
 
 def from_spec(arg: str, *, sample_rate: int = 22050, clip_seconds: float = 4.0, hop: int = 256,
-              silence_dbfs: float = -60.0, **_) -> MemorizerGenerator:
-    """``memorizer:DIR`` (audio folder or folder of .npy spectrograms)."""
+              silence_dbfs: float = -60.0) -> MemorizerGenerator:
+    """``memorizer:DIR`` (audio folder or folder of .npy spectrograms; options :data:`LOAD_OPTIONS`)."""
     root = Path(arg).expanduser()
     if not root.is_dir():
         raise GeneratorError(f"memorizer:{arg}: not a folder (give a corpus folder of audio or of .npy spectrograms)")

@@ -1,7 +1,10 @@
 """Generators chosen by spec string: ``KIND:ARG`` (e.g. ``edmsound:runs/gen``, ``folder:clips/``).
 
 Each kind maps to ``module:function`` taking ``(arg: str, **opts)`` and returning a
-:class:`generators.base.Generator`. Modules are imported only when used.
+:class:`generators.base.Generator`. Modules are imported only when used. Each module declares
+the load options its ``from_spec`` takes in ``LOAD_OPTIONS``: any other is an error here, in one
+place (the generate-time options are the loaded generator's ``uses``, see
+:mod:`generators.request`).
 """
 from __future__ import annotations
 
@@ -30,4 +33,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def load_generator(spec: str, **opts) -> Generator:
     kind, arg = parse_spec(spec)
     mod, fn = KINDS[kind]
-    return getattr(importlib.import_module(mod), fn)(arg, **opts)
+    module = importlib.import_module(mod)
+    known = tuple(module.LOAD_OPTIONS)
+    unknown = sorted(k for k in opts if k not in known)
+    if unknown:
+        raise GeneratorError(f"{spec}: unknown load option(s) {', '.join(unknown)}; "
+                             f"{kind}: takes {', '.join(known) or 'none'}")
+    return getattr(module, fn)(arg, **opts)

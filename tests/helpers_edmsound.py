@@ -70,3 +70,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def written_counts(out: Path, result) -> int:
+    """What a successful ``generate`` printed, checked against the disk: the WAVs in ``out``, the
+    rows of metadata.csv and metadata.parquet and the printed counts all agree. Returns the total."""
+    import re
+
+    import pandas as pd
+
+    assert result.exit_code == 0, (result.output, result.exception)
+    m = re.search(r"(\d+) clips written, (\d+) kept from an earlier run .*; (\d+) listed in metadata.csv", result.output)
+    assert m, result.output
+    written, kept, listed = map(int, m.groups())
+    wavs = sorted(p.name for p in out.glob("*.wav"))
+    meta = pd.read_csv(out / "metadata.csv")
+    assert len(wavs) == written + kept == listed == len(meta) == len(pd.read_parquet(out / "metadata.parquet"))
+    assert sorted(meta["path"]) == wavs
+    return listed

@@ -47,8 +47,10 @@ def test_list_clips_carries_metadata_without_decoding(clips):
 def test_generate_decodes_keeps_rates_and_reports_skips(clips):
     g = load_generator(f"folder:{clips}")
     assert isinstance(g, Generator) and g.sample_rate == 16000  # the most common rate among readable files
-    batch = g.generate(10)
+    batch = g.generate(10)  # 3 usable files: a short batch that says why
     assert batch.sample_rate == 16000 and len(batch.clips) == 3
+    assert "has 3 usable audio file(s) (2 other file(s) skipped" in batch.meta["shortfall"]
+    assert [c.meta["position"] for c in batch.clips] == [0, 1, 2]
     by = {c.meta["rel_path"]: c for c in batch.clips}
     assert by["a.wav"].seed == 10 and by["a.wav"].condition == "a dog barks"
     assert by["a.wav"].wave.shape == (4000,) and by["a.wav"].meta["sample_rate"] == 16000
@@ -57,16 +59,41 @@ def test_generate_decodes_keeps_rates_and_reports_skips(clips):
     assert c.meta["original_sample_rate"] == 22050 and abs(c.wave.shape[0] - 4000) <= 1
     kinds = sorted((s["kind"], s["path"].rsplit("/", 1)[-1]) for s in batch.meta["skipped"])
     assert kinds == [("missing", "gone.wav"), ("unreadable", "broken.wav")]
-    assert batch.meta["requested"] == 10 and batch.meta["available"] == 4
+    assert batch.meta["requested"] == 10 and batch.meta["available"] == 3
 
 
-def test_n_conditions_and_explicit_rate(clips):
+def test_seed_is_the_listing_position_and_conditions_are_refused(clips):
     g = FolderGenerator(clips)
     assert [c.meta["rel_path"] for c in g.generate(1).clips] == ["a.wav"]
-    only = g.generate(5, conditions=["rain on a roof"])
-    assert [c.condition for c in only.clips] == ["rain on a roof"] and only.meta["available"] == 1
+    both = g.generate(2, conditions=[None, None], seed=1)  # unconditional requests: every clip qualifies
+    assert [c.meta["rel_path"] for c in both.clips] == ["b.flac", "sub/c.wav"] and "shortfall" not in both.meta
+    alone = g.generate(1, conditions=[None], seed=2)  # clip i of seed s is clip 0 of seed s + i
+    np.testing.assert_array_equal(alone.clips[0].wave, both.clips[1].wave)
+    assert g.generate(1, conditions=[""]).clips[0].meta["rel_path"] == "a.wav"
+    with pytest.raises(GeneratorError, match="cannot be conditioned.*rain on a roof.*metadata CSV"):
+        g.generate(1, conditions=["rain on a roof"])
+    past = g.generate(2, seed=5)
+    assert past.clips == [] and "files 5..6 of its listing" in past.meta["shortfall"]
     at22 = g.generate(1, sample_rate=22050)
     assert at22.sample_rate == 22050 and at22.clips[0].meta["original_sample_rate"] == 16000
+
+
+def test_a_file_that_fails_to_decode_ends_the_batch_with_its_reason(clips, monkeypatch):
+    import soundfile
+
+    g = FolderGenerator(clips)
+    g.usable()  # headers read fine
+    real = soundfile.read
+
+    def read(path, *a, **k):
+        if str(path).endswith("b.flac"):
+            raise RuntimeError("corrupt frame")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(soundfile, "read", read)
+    batch = g.generate(3)
+    assert [c.meta["rel_path"] for c in batch.clips] == ["a.wav"]  # a prefix: clip i is still sample i
+    assert "b.flac cannot be decoded (RuntimeError: corrupt frame)" in batch.meta["shortfall"]
 
 
 def test_explicit_metadata_and_bad_csvs(clips, tmp_path):
@@ -90,3 +117,5 @@ def test_explicit_metadata_and_bad_csvs(clips, tmp_path):
         load_generator(f"folder:{tmp_path / 'nope'}")
     with pytest.raises(GeneratorError, match="unknown option"):
         FolderGenerator(clips).generate(1, steps=3)
+    with pytest.raises(GeneratorError, match="unknown load option.*steps.*metadata, extensions"):
+        load_generator(f"folder:{clips}", steps=3)

@@ -73,7 +73,7 @@ def test_generate_cli_writes_wavs_and_metadata_and_one_seed_reproduces_one_clip(
     assert all(len(w) == int(0.25 * 22050) for w in wavs)
 
     again = runner.invoke(app, args)  # same run again: everything kept (resume)
-    assert again.exit_code == 0 and "0 clips generated, 3 kept" in again.output
+    assert again.exit_code == 0 and "0 clips written, 3 kept" in again.output
 
     one = tmp_path / "one"
     r = runner.invoke(app, ["generate", "--generator", f"edmsound:{checkpoint}", "--n", "1", "--seed", "11",

@@ -12,9 +12,20 @@ from typing import List, Optional
 
 import typer
 
+GENERATE_HELP = (
+    "Generate clips with any generator: one seed per clip, WAVs + metadata (resumable).\n\n"
+    "An option or condition the generator would not use is an error naming it and the generator, before any "
+    "work -- except where it changes nothing (--cfg on a model with nothing to guide): a warning, and it is "
+    "left out of run.json. folder:DIR copies clips made elsewhere: it takes no sampler options and no "
+    "--class/--prompt (each clip's prompt/class comes from its metadata.csv).\n\n"
+    "The counts printed are the clips on disk and in metadata.csv. A generator that gives fewer clips than "
+    "asked (a folder with fewer files than --n) is an error saying why, after the clips it gave are written "
+    "and listed; a rerun resumes."
+)
+
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate_cmd)
+    app.command("generate", help=GENERATE_HELP)(generate_cmd)
     app.command("fad")(fad_cmd)
     gen = typer.Typer(help="Train generators of our own (EDMSound).", no_args_is_help=True)
     gen.command("train")(train_cmd)
@@ -32,29 +43,54 @@ def _threads(n: int | None) -> None:
 def generate_cmd(
     generator: str = typer.Option(..., "--generator", "-g", help="edmsound:DIR, memorizer:DIR, tango:DIR, audioldm2:DIR, folder:DIR."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the WAVs, metadata.csv and metadata.parquet."),
-    n: Optional[int] = typer.Option(None, "--n", min=1, help="Clips to generate (default: one per prompt/class)."),
-    classes: Optional[List[str]] = typer.Option(None, "--class", help="Class to generate (repeat to cycle)."),
-    prompts: Optional[List[str]] = typer.Option(None, "--prompt", help="Text prompt (repeat to cycle)."),
-    prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="One prompt per line."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="EDMSound: deis (default), dpmpp_2m, dpmpp_3m, heun, euler."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (EDMSound default 10)."),
-    cfg: Optional[float] = typer.Option(None, "--cfg", help="Guidance scale: D_u + cfg (D_c - D_u) (EDMSound default 3)."),
-    seed: int = typer.Option(0, "--seed", help="Clip i uses seed SEED + i (reproducible alone)."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="Clips to generate (default: one per prompt/class). "
+                                    "Rerunning into the same --out with a larger --n adds clips; below the "
+                                    "clips already written it is an error."),
+    classes: Optional[List[str]] = typer.Option(None, "--class", help="Class to generate (repeat to cycle). Only for "
+                                                "class-conditional generators (edmsound with classes, memorizer over "
+                                                "class folders); anywhere else an error."),
+    prompts: Optional[List[str]] = typer.Option(None, "--prompt", help="Text prompt (repeat to cycle). Only for "
+                                                "tango and audioldm2; anywhere else an error."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="One prompt per line (as --prompt)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="edmsound/memorizer: deis (default), dpmpp_2m, "
+                                          "dpmpp_3m, heun, euler; tango/audioldm2: scheduler (default), ddim, ddpm "
+                                          "(tango also the EDM ones). folder: an error."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (edmsound/memorizer default 10, "
+                                        "tango 100, audioldm2 200). folder: an error."),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="Guidance scale: D_u + cfg (D_c - D_u) (edmsound default 3, "
+                                        "tango 3, audioldm2 3.5). Unconditional edmsound, memorizer: a warning and "
+                                        "left out (nothing to guide). folder: an error."),
+    seed: int = typer.Option(0, "--seed", help="Clip i uses seed SEED + i (reproducible alone). folder: clip i is "
+                             "usable file SEED + i of its listing."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an --out holding another run."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an --out holding another run "
+                                   "(removes that run's WAVs and tables)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Generate clips with any generator: one seed per clip, WAVs + metadata (resumable)."""
-    from audioaudit.generation.run import META_CSV, META_PARQUET, GenerateRun, plan_clips, read_conditions, run_generate
+    """Generate clips with any generator (help: :data:`GENERATE_HELP`)."""
+    from audioaudit.generation.run import (
+        META_CSV,
+        META_PARQUET,
+        SKIPPED,
+        GenerateRun,
+        plan_clips,
+        prepare_run,
+        read_conditions,
+        run_generate,
+    )
 
     _threads(threads)
     conds, kind = read_conditions(classes, prompts, prompts_file)
     opts = {k: v for k, v in {"sampler": sampler, "steps": steps, "cfg": cfg}.items() if v is not None}
-    run = GenerateRun(generator, plan_clips(n, conds), seed, opts, kind)
-    res = run_generate(run, out, batch_size=batch_size, overwrite=overwrite, progress=progress)
-    typer.echo(f"{out}: {res.generated} clips generated, {res.kept} kept from an earlier run "
-               f"({res.seconds:.1f} s); {res.listed} listed in {META_CSV} / {META_PARQUET}")
+    gen, run, warnings = prepare_run(GenerateRun(generator, plan_clips(n, conds), seed, opts, kind))
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
+    res = run_generate(run, out, gen=gen, batch_size=batch_size, overwrite=overwrite, progress=progress)
+    typer.echo(f"{out}: {res.written} clips written, {res.kept} kept from an earlier run ({res.seconds:.1f} s); "
+               f"{res.listed} listed in {META_CSV} / {META_PARQUET}")
+    if res.skipped:
+        typer.echo(f"{res.skipped} source file(s) skipped by {generator}: listed in {out / SKIPPED}", err=True)
 
 
 # =========================================================================== train

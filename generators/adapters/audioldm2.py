@@ -28,13 +28,14 @@ from generators.adapters.common import (
     require_diffusers,
     resolve_conditions,
 )
-from generators.base import GeneratedBatch, GeneratedClip, GeneratorError
+from generators.base import GeneratedBatch, GeneratedClip, GeneratorError, Uses
 
 GENERATE_OPTS = ("steps", "guidance", "cfg", "duration", "negative_prompt", "sampler", "batch_size",
                  "prompts_file", "progress")
 CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessor_config.json", "tokenizer_config.json",
                 "tokenizer.json")
 SAMPLERS = ("scheduler", "default", "ddim", "ddpm")
+LOAD_OPTIONS = ("device",)
 
 
 def check_pipeline_dir(root: Path) -> dict:
@@ -58,6 +59,8 @@ def check_pipeline_dir(root: Path) -> dict:
 
 
 class AudioLDM2Generator:
+    uses = Uses(GENERATE_OPTS, "prompt")
+
     def __init__(self, root: str | Path, device: str | None = None):
         require_diffusers()
         from diffusers import AudioLDM2Pipeline
@@ -149,5 +152,5 @@ class AudioLDM2Generator:
 
 
 def from_spec(arg: str, **opts) -> AudioLDM2Generator:
-    check_opts(opts, ("device",), "audioldm2")
+    """``audioldm2:DIR`` (load options :data:`LOAD_OPTIONS`, checked by the registry)."""
     return AudioLDM2Generator(arg, **opts)

@@ -8,10 +8,17 @@ or absolute; ``file``/``filename`` also accepted) and any other columns (``promp
 listed as skipped; a file without a row is kept with no metadata.
 
 :meth:`FolderGenerator.list_clips` lists paths + metadata without decoding (the audit decodes
-once, itself); :meth:`FolderGenerator.generate` decodes with soundfile, mixes to mono, and keeps
-each clip's own sample rate — clips whose rate differs from the batch's (the most common one,
-or ``sample_rate=``) are resampled to it once, and their original rate is recorded. Files that
-cannot be decoded are skipped and listed in ``batch.meta["skipped"]``; nothing is dropped silently.
+once, itself). As a :class:`Generator` the folder produces nothing: it copies. Its usable clips
+are the listed files whose header soundfile reads (with at least one frame), in listing order;
+clip ``i`` of ``generate(n, seed=s)`` is usable clip ``s + i`` (so ``generate(1, seed=s + i)``
+gives it alone, as the contract asks, and the seed of a ``generate`` run is the position of its
+first clip). Each clip keeps its metadata seed and condition; the folder cannot be conditioned
+(a condition is an error) and takes no sampler options (``uses``). Clips are mixed to mono;
+those whose rate differs from the batch's (the most common one among usable clips, or
+``sample_rate=``) are resampled to it once, and their original rate is recorded. Past the last
+usable clip, or at a file that cannot be decoded, the batch stops short and says why in
+``batch.meta["shortfall"]``; skipped files are listed in ``batch.meta["skipped"]``; nothing is
+dropped silently.
 """
 from __future__ import annotations
 
@@ -26,12 +33,15 @@ from typing import Sequence
 import numpy as np
 
 from generators.adapters.common import check_opts
-from generators.base import GeneratedBatch, GeneratedClip, GeneratorError
+from generators.base import GeneratedBatch, GeneratedClip, GeneratorError, Uses
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")  # = audioaudit.audio.corpus.DEFAULT_EXTENSIONS
 METADATA_NAME = "metadata.csv"
 PATH_COLUMNS = ("path", "file", "filename", "file_name")
 CONDITION_COLUMNS = ("prompt", "caption", "text", "class", "label")
+LOAD_OPTIONS = ("metadata", "extensions")
+WHY = ("it copies clips made elsewhere (nothing is sampled; each clip's prompt/class comes "
+       "from its metadata CSV)")
 
 
 @dataclass
@@ -107,6 +117,8 @@ def _scan(root: Path, exts: tuple[str, ...], skip: Path | None) -> list[Path]:
 
 
 class FolderGenerator:
+    uses = Uses(options=("sample_rate",), why=WHY)
+
     def __init__(self, root: str | Path, metadata: str | Path | None = None,
                  extensions: Sequence[str] = AUDIO_EXTENSIONS):
         self.root = Path(root).expanduser()
@@ -119,7 +131,7 @@ class FolderGenerator:
         self.metadata = Path(metadata).expanduser() if metadata else (default if default.is_file() else None)
         self.name = f"folder:{self.root}"
         self._listing: FolderListing | None = None
-        self._rate: int | None = None
+        self._usable: tuple[list[FolderClip], list[FolderSkip], Counter] | None = None
 
     def list_clips(self) -> FolderListing:
         """Paths + metadata of every clip, without decoding audio (cached)."""
@@ -148,65 +160,92 @@ class FolderGenerator:
         clips.sort(key=lambda c: c.rel_path)
         return FolderListing(str(self.root.resolve()), clips, skipped, str(self.metadata) if self.metadata else None)
 
-    @property
-    def sample_rate(self) -> int:
-        """The most common sample rate among the clips (from file headers)."""
+    def usable(self) -> tuple[list[FolderClip], list[FolderSkip]]:
+        """Listed clips whose header soundfile reads, with at least one frame, in listing order;
+        and every file skipped (metadata rows without a file, unreadable, empty). Cached."""
+        if self._usable is None:
+            self._usable = self._check_headers()
+        return self._usable[0], self._usable[1]
+
+    def _check_headers(self):
         import soundfile as sf
 
-        if self._rate is not None:
-            return self._rate
-        rates = Counter()
-        for c in self.list_clips().clips:
+        listing = self.list_clips()
+        ok, skipped, rates = [], list(listing.skipped), Counter()
+        for c in listing.clips:
             try:
-                rates[sf.info(c.path).samplerate] += 1
-            except Exception:  # unreadable: reported when decoded
+                info = sf.info(c.path)
+            except Exception as e:  # libsndfile raises its own error types for bad headers/codecs
+                skipped.append(FolderSkip(c.path, "unreadable", _first_line(e)))
                 continue
-        if not rates:
-            raise GeneratorError(f"{self.root}: no readable audio files")
-        self._rate = rates.most_common(1)[0][0]
-        return self._rate
+            if info.frames == 0:
+                skipped.append(FolderSkip(c.path, "empty", "no audio frames"))
+                continue
+            ok.append(c)
+            rates[int(info.samplerate)] += 1
+        return ok, skipped, rates
+
+    @property
+    def sample_rate(self) -> int:
+        """The most common sample rate among the usable clips (from file headers)."""
+        self.usable()
+        if not self._usable[2]:
+            raise GeneratorError(f"{self.name}: no readable audio files")
+        return self._usable[2].most_common(1)[0][0]
 
     def generate(self, n: int, *, conditions: Sequence[str | None] | None = None, seed: int = 0,
                  **opts) -> GeneratedBatch:
-        """The first ``n`` clips (listing order); with ``conditions``, only clips whose
-        prompt/class is one of them. ``seed`` is not used: each clip keeps its metadata seed."""
-        check_opts(opts, ("sample_rate",), "folder")
+        """Usable clips ``seed`` .. ``seed + n - 1`` (see the module docstring); fewer, with
+        ``meta["shortfall"]``, past the last one or at a file that cannot be decoded."""
+        check_opts(opts, self.uses.options, "folder")
         if n < 1:
             raise GeneratorError(f"folder: asked for {n} clips; ask for at least 1")
-        listing = self.list_clips()
-        pool = listing.clips
-        if conditions:
-            wanted = {str(c) for c in conditions if c is not None}
-            pool = [c for c in pool if c.condition in wanted]
-        decoded, skipped = _decode(pool[:n])
-        skipped = listing.skipped + skipped
-        if not decoded:
-            return GeneratedBatch([], int(opts.get("sample_rate") or 0), self.name,
-                                  _batch_meta(listing, skipped, n, len(pool)))
-        target = int(opts.get("sample_rate") or Counter(sr for _, _, sr in decoded).most_common(1)[0][0])
-        clips = [_clip(c, w, sr, target) for c, w, sr in decoded]
-        return GeneratedBatch(clips, target, self.name, _batch_meta(listing, skipped, n, len(pool)))
+        if seed < 0:
+            raise GeneratorError(f"folder: seed {seed} is the listing position of the first clip: use 0 or more")
+        given = [c for c in (conditions or []) if c not in (None, "")]
+        if given:
+            raise GeneratorError(f"{self.name} cannot be conditioned (got '{given[0]}'): {WHY}")
+        ok, skipped = self.usable()
+        decoded, bad = _decode(ok[seed : seed + n])
+        target = int(opts.get("sample_rate") or (self.sample_rate if ok else 0))
+        clips = [_clip(c, w, sr, target, seed + i) for i, (c, w, sr) in enumerate(decoded)]
+        meta = _batch_meta(self.list_clips(), skipped + ([bad] if bad else []), n, len(ok))
+        if len(clips) < n:
+            meta["shortfall"] = _shortfall(self.name, len(ok), skipped, bad, (seed, n))
+        return GeneratedBatch(clips, target, self.name, meta)
 
 
-def _decode(items: list[FolderClip]):
+def _first_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+
+
+def _shortfall(name: str, usable: int, skipped: list[FolderSkip], bad: FolderSkip | None,
+               asked: tuple[int, int]) -> str:
+    if bad is not None:
+        return f"{bad.path} cannot be decoded ({bad.reason})"
+    seed, n = asked
+    skips = f" ({len(skipped)} other file(s) skipped: missing, unreadable or empty)" if skipped else ""
+    return f"{name} has {usable} usable audio file(s){skips}; files {seed}..{seed + n - 1} of its listing were asked for"
+
+
+def _decode(items: list[FolderClip]) -> tuple[list, FolderSkip | None]:
+    """Decoded ``items`` up to the first that fails (returned as the skip), so a batch is a prefix."""
     import soundfile as sf
 
-    decoded, skipped = [], []
+    decoded = []
     for c in items:
         try:
             wave, sr = sf.read(c.path, dtype="float32", always_2d=True)
         except Exception as e:  # libsndfile raises its own error types for bad headers/codecs
-            skipped.append(FolderSkip(c.path, "unreadable", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
-            continue
+            return decoded, FolderSkip(c.path, "unreadable", _first_line(e))
         if wave.shape[0] == 0:
-            skipped.append(FolderSkip(c.path, "empty", "no audio frames"))
-            continue
+            return decoded, FolderSkip(c.path, "empty", "no audio frames")
         decoded.append((c, wave.mean(axis=1).astype(np.float32), int(sr)))
-    return decoded, skipped
+    return decoded, None
 
 
-def _clip(c: FolderClip, wave: np.ndarray, sr: int, target: int) -> GeneratedClip:
-    meta = dict(c.meta, path=c.path, rel_path=c.rel_path, sample_rate=sr)
+def _clip(c: FolderClip, wave: np.ndarray, sr: int, target: int, position: int) -> GeneratedClip:
+    meta = dict(c.meta, path=c.path, rel_path=c.rel_path, position=position, sample_rate=sr)
     if sr != target:
         from scipy.signal import resample_poly
 
@@ -222,5 +261,5 @@ def _batch_meta(listing: FolderListing, skipped: list[FolderSkip], n: int, avail
 
 
 def from_spec(arg: str, **opts) -> FolderGenerator:
-    check_opts(opts, ("metadata", "extensions"), "folder")
+    """``folder:DIR`` (load options :data:`LOAD_OPTIONS`, checked by the registry)."""
     return FolderGenerator(arg, **opts)

@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import Sequence
 
 from generators.adapters.common import check_opts, guidance_from, pick_device, require_diffusers, resolve_conditions
-from generators.base import GeneratedBatch, GeneratedClip, GeneratorError
+from generators.base import GeneratedBatch, GeneratedClip, GeneratorError, Uses
 
 GENERATE_OPTS = ("steps", "guidance", "cfg", "sampler", "sampler_opts", "duration", "batch_size",
                  "prompts_file", "progress")
-LOAD_OPTS = ("device", "text_encoder", "unet_config", "vocoder_config")
+LOAD_OPTIONS = ("device", "text_encoder", "unet_config", "vocoder_config")
 
 
 class TangoGenerator:
     """A loaded TANGO-style pipeline; ``sample_rate`` is the vocoder's (16 kHz for TANGO)."""
+
+    uses = Uses(GENERATE_OPTS, "prompt")
 
     def __init__(self, root: str | Path, device: str | None = None, text_encoder: str | None = None,
                  unet_config: str | None = None, vocoder_config: str | None = None):
@@ -87,5 +89,5 @@ def _check_sampler(sampler: str | None, sampler_opts: dict | None) -> None:
 
 
 def from_spec(arg: str, **opts) -> TangoGenerator:
-    check_opts(opts, LOAD_OPTS, "tango")
+    """``tango:DIR`` (load options :data:`LOAD_OPTIONS`, checked by the registry)."""
     return TangoGenerator(arg, **opts)

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from generators.base import GeneratedBatch, GeneratedClip, GeneratorError
+from generators.base import GeneratedBatch, GeneratedClip, GeneratorError, Uses
 from generators.edmsound import checkpoint as ckpt
 from generators.edmsound.config import GenConfig
 from generators.edmsound.edm import guided_denoiser
@@ -22,6 +22,9 @@ from generators.edmsound.samplers import SCHEDULES, call_sampler, check_options,
 from generators.edmsound.spectrogram import to_wave
 
 DEFAULTS = {"sampler": "deis", "steps": 10, "cfg": 3.0, "schedule": "karras"}
+SAMPLING_OPTIONS = ("sampler", "steps", "cfg", "schedule", "sigma_min", "sigma_max", "rho")
+LOAD_OPTIONS = ("weights", "batch_size", "device")
+UNCONDITIONAL = "the model is unconditional (trained without classes)"
 
 
 def make_sigmas(cfg: GenConfig, steps: int, schedule: str = "karras", sigma_min=None, sigma_max=None, rho=None):
@@ -116,6 +119,15 @@ class EDMSoundGenerator:
         self.weights, self.batch_size, self.device = weights, batch_size, device
         self.sample_rate = self.cfg.spec.sample_rate
 
+    @property
+    def uses(self) -> Uses:
+        """Classes when the model has them; without, ``cfg`` changes nothing (a warning)."""
+        classes = tuple(self.cfg.classes)
+        if classes:
+            return Uses(SAMPLING_OPTIONS, "class", classes, sampler=DEFAULTS["sampler"])
+        return Uses(tuple(o for o in SAMPLING_OPTIONS if o != "cfg"), None, (),
+                    {"cfg": f"{UNCONDITIONAL}: there is nothing to guide"}, DEFAULTS["sampler"], UNCONDITIONAL)
+
     def generate(self, n: int, *, conditions: Sequence[str | None] | None = None, seed: int = 0,
                  **opts) -> GeneratedBatch:
         """``opts``: see :meth:`Sampling.from_opts` (defaults :data:`DEFAULTS`)."""
@@ -148,5 +160,5 @@ class EDMSoundGenerator:
 
 
 def from_spec(arg: str, **opts) -> EDMSoundGenerator:
-    """``edmsound:DIR`` -> generator over the checkpoint in DIR (opts: weights, batch_size, device)."""
+    """``edmsound:DIR`` -> generator over the checkpoint in DIR (opts: :data:`LOAD_OPTIONS`)."""
     return EDMSoundGenerator(arg, **opts)
