@@ -20,8 +20,16 @@ Index directory ``index/NAME/``::
                         the resumable unit of work (audioaudit.index.shards)
     reference.parquet   cached train-vs-train nearest non-self neighbour (REFERENCE_COLUMNS)
     duplicates.parquet  duplicate groups (DUPLICATE_COLUMNS + size)
-    calibration.json    optional threshold calibrated for this index's encoder
+    calibration.json    optional threshold calibrated for this index's encoder (with its
+                        false_flag_rate_bound and, when too few clips, a note)
+    background/         optional background set: vectors.npy, clips.parquet, background.json
     .lock               held by a running build/add (filelock)
+    .readers.lock       flock: readers hold it shared while they read the folder, a commit
+                        exclusive while it renames (audioaudit.index.store.reading / commit)
+    .commit.lock        a waiting commit holds it so new readers queue behind the writer
+    .staging-PID-N/     a writer's new files before their commit (removed after it)
+    .commit.json        the commit journal: present only while (or if killed while) files
+                        are renamed into place; the next reader or writer finishes it
 
 Audit run directory ``runs/NAME/``::
 

@@ -247,3 +247,46 @@ REPORT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?")
 def mask_times(html: str) -> tuple[str, int]:
     """The page with every date-time stamp replaced (and how many there were)."""
     return REPORT_TIME.subn("<TIME>", html)
+
+
+# ------------------------------------------------------------------ readers beside a writer
+class AuditLoop:
+    """`audit` of one index run back to back, each its own process, in a thread, until
+    :meth:`stop`; every run is kept as ``(out folder, returncode, stderr, started, ended)``
+    (``time.monotonic()`` stamps) to check afterwards which index each one saw."""
+
+    def __init__(self, generated: Path, index_dir: Path, out_root: Path):
+        import threading
+
+        self.generated, self.index_dir, self.out_root = generated, index_dir, out_root
+        self.runs: list[tuple[Path, int, str, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            out = self.out_root / f"run_{len(self.runs):03d}"
+            t0 = time.monotonic()
+            r = cli("audit", self.generated, "--index", self.index_dir, "--out", out, "--workers", "0",
+                    "--no-progress")
+            self.runs.append((out, r.returncode, r.stderr, t0, time.monotonic()))
+
+    def start(self) -> "AuditLoop":
+        self._thread.start()
+        return self
+
+    def finished_after(self, t: float) -> int:
+        """Runs that started after ``t`` and are done."""
+        return sum(1 for run in list(self.runs) if run[3] > t)
+
+    def stop(self) -> list[tuple[Path, int, str, float, float]]:
+        self._stop.set()
+        self._thread.join(timeout=CLI_TIMEOUT)
+        return self.runs
+
+
+def inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None

@@ -36,7 +36,6 @@ from audioaudit.errors import UserError
 from audioaudit.index import store
 from audioaudit.index.background import Background
 from audioaudit.index.faiss import facade as fx
-from audioaudit.util import atomic
 
 
 @dataclass(frozen=True)
@@ -208,5 +207,5 @@ def calibrate_index(index, encoder, settings: FfrSettings = FfrSettings(), *, wr
                   "negative_percentiles": stats.percentiles(negative),
                   "positive_percentiles": stats.percentiles(positive)})
     if write:
-        atomic.write_json(ix.dir / schema.CALIBRATION_FILE, cal.to_json())
+        store.replace_json(ix.dir, schema.CALIBRATION_FILE, cal.to_json())  # one commit: readers see it whole
     return cal

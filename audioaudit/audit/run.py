@@ -1,6 +1,9 @@
 """``audit``: generated clips → nearest training sources → statistics and flags.
 
-1. open and validate the index (nothing is written before everything has been read);
+1. open and validate the index, and read what else the run needs from its folder (background
+   set, calibration, train-vs-train reference) under one :func:`audioaudit.index.store.reading`:
+   an ``index add`` committing meanwhile waits, so all of it is of one index (nothing is
+   written before everything has been read);
 2. embed the generated clips with the index's own encoder (reloaded from its spec in
    ``encoder.json``; a different identity is an error naming both). A clip shorter than
    one window is one (padded) window, never dropped; unusable files go to skipped.csv;
@@ -48,19 +51,23 @@ def run_audit(generated, index_dir, out, *, encoder=None, opts: AuditOptions | N
     opts = opts or AuditOptions()
     if opts.top_k < 1:
         raise UserError("--top-k must be at least 1")
-    ix = store.open_index(index_dir)
-    encoder = encoder if encoder is not None else load_stored_encoder(ix.encoder, ix.dir)
-    store.check_encoder(ix.encoder, encoder, ix.dir)
-    bg = load_background(ix.dir, ix.encoder.get("identity"), ix.items.get("pcm_hash"))
-    thr = resolve_threshold(opts.threshold, opts.threshold_on, ix.dir, ix.encoder.get("spec"),
-                            normalisation="background" if bg is not None else "references")
-    view = IndexView.of(ix, fx.with_overrides(ix.params, opts.nprobe, opts.ef_search), bg)
+    with store.reading(index_dir):  # one committed state of the folder for every read below
+        ix = store.open_index(index_dir)
+        if encoder is not None:
+            store.check_encoder(ix.encoder, encoder, ix.dir)
+        bg = load_background(ix.dir, ix.encoder.get("identity"), ix.items.get("pcm_hash"))
+        thr = resolve_threshold(opts.threshold, opts.threshold_on, ix.dir, ix.encoder.get("spec"),
+                                normalisation="background" if bg is not None else "references")
+        view = IndexView.of(ix, fx.with_overrides(ix.params, opts.nprobe, opts.ef_search), bg)
+        ref = reference_for(ix, view.params, view.src)  # a missing cache is filled from this same index
+    if encoder is None:
+        encoder = load_stored_encoder(ix.encoder, ix.dir)
+        store.check_encoder(ix.encoder, encoder, ix.dir)
     qs = load_queries(generated, encoder, opts)
     depth = max(opts.top_k, BACKGROUND_DEPTH)
     hits, fallback, sims, background = score_queries(view, qs, depth, opts.same_class)
     matches = match_table(ix, qs, hits, view.src, background, opts.top_k, thr)
     queries = query_table(ix, qs, hits, view.src, matches, sims, background)
-    ref = reference_for(ix, view.params, view.src)
     out = Path(out)
     summary = summarise(view, qs, RunTables(queries, matches, ref, fallback), thr, opts, out)
     out.mkdir(parents=True, exist_ok=True)

@@ -101,22 +101,26 @@ def build_cmd(
 
 
 def _add_background(index_dir: Path, folder: Path, enc, k: int, calibration: FfrSettings | None) -> None:
-    """Embed the background set; calibrate the threshold on it unless ``calibration`` is None."""
+    """Embed the background set; calibrate the threshold on it unless ``calibration`` is None.
+    The set and its calibration are committed together (an audit sees both or neither)."""
     from audioaudit.index import store
-    from audioaudit.index.background import build_background
+    from audioaudit.index.background import build_background, save_background
 
     progress = calibration.progress if calibration is not None else False
     ix = store.open_index(index_dir)  # once, for the background set and its calibration
-    bg = build_background(ix, folder, enc, k=k, progress=progress, workers=None)
+    bg = build_background(ix, folder, enc, k=k, progress=progress, workers=None, save=False)
     left = len(bg.meta["in_training_set"])
     typer.echo(f"background set: {bg.n_clips} clips ({len(bg.vectors)} windows), k={bg.k}"
                + (f"; {left} clips left out: the training set holds the same audio" if left else "")
                + (f"; {len(bg.meta['skipped'])} unreadable" if bg.meta["skipped"] else ""))
-    if calibration is not None:
+    if calibration is None:
+        save_background(index_dir, bg)
+    else:
         from audioaudit.audit.calibrate import calibrate_index
 
         negatives = calibration.negatives
-        cal = calibrate_index(ix, enc, calibration, background=bg)
+        cal = calibrate_index(ix, enc, calibration, write=False, background=bg)
+        save_background(index_dir, bg, cal.to_json())
         lo, hi = cal.false_flag_rate_ci
         typer.echo(f"calibrated threshold {cal.threshold:.4f} on the score: false flags {cal.false_flag_rate:.3f} "
                    f"(95% CI {lo:.3f}-{hi:.3f}, target {cal.target_false_flag_rate:.3f}) on {cal.n_negative} "
@@ -184,7 +188,8 @@ def add_cmd(
         ix = store.open_index(index_dir, load_faiss=False)
         new = calibrate_index(index_dir, load_stored_encoder(ix.encoder, ix.dir), FfrSettings(
             target_false_flag_rate=cal["target_false_flag_rate"],
-            negatives=(cal.get("settings") or {}).get("negatives_folder")))
+            negatives=(cal.get("settings") or {}).get("negatives_folder")), write=False)
+        store.replace_json(index_dir, "calibration.json", new.to_json())  # a commit, like every index write
         typer.echo(f"recalibrated on the background set: threshold {cal['threshold']:.4f} -> {new.threshold:.4f}")
 
 
@@ -198,8 +203,13 @@ def info_cmd(
     from audioaudit.commands.dedup import print_groups
     from audioaudit.encoders.base import identity_key
     from audioaudit.index import store
+    from audioaudit.index.background import load_background
 
-    ix = store.open_index(store.resolve_index_dir(name, root))
+    index_dir = store.resolve_index_dir(name, root)
+    with store.reading(index_dir):  # index, background set and calibration of one commit
+        ix = store.open_index(index_dir)
+        bg = load_background(ix.dir, None, ix.items.get("pcm_hash"))
+        cal = threshold.read_calibration(ix.dir / "calibration.json")
     m, c = ix.manifest, ix.manifest.get("counts", {})
     typer.echo(f"index       {ix.dir}")
     typer.echo(f"corpus      {m.get('corpus_root')}")
@@ -221,12 +231,8 @@ def info_cmd(
         typer.echo(f"  {s.get('path')}: [{s.get('kind')}] {s.get('reason')}")
     if len(skipped) > max_list:
         typer.echo(f"  ... and {len(skipped) - max_list} more (manifest.json lists all)")
-    from audioaudit.index.background import load_background
-
-    bg = load_background(ix.dir, None, ix.items.get("pcm_hash"))
     typer.echo("background  " + (f"{bg.n_clips} clips, k={bg.k} ({bg.meta.get('folder')})" if bg else
                                  "none (scores normalised by the 2nd-11th training sources)"))
-    cal = threshold.read_calibration(ix.dir / "calibration.json")
     if cal:
         typer.echo(f"threshold   {cal['threshold']:.4f} on the {cal.get('score', 'score')}"
                    + (f" (false flags {cal['false_flag_rate']:.3f} on background clips, target "

@@ -25,8 +25,9 @@ def _keep_mask(rows, key: str, chosen: dict[str, tuple[str, str]]) -> np.ndarray
 
 
 def assemble(index_dir: Path, chosen: dict[str, tuple[str, str]], order: dict[str, int], dim: int,
-             opts: BuildOptions):
-    """items DataFrame + FAISS index from the chosen rows of the finished shards."""
+             opts: BuildOptions, extend: bool = True):
+    """items DataFrame + FAISS index from the chosen rows of the finished shards (``extend``:
+    an ivfpq index on disk may be extended; not when the encoder changed)."""
     import pandas as pd
 
     shard_dir = index_dir / schema.SHARDS_DIR
@@ -59,7 +60,7 @@ def assemble(index_dir: Path, chosen: dict[str, tuple[str, str]], order: dict[st
     if n_train:
         pick = np.sort(np.random.default_rng(0).choice(len(items), min(n_train, len(items)), replace=False))
         train = _gather(batches(), pick)  # one streaming pass: never all vectors at once
-    base, params = _extendable_index(index_dir, items, params, opts)
+    base, params = _extendable_index(index_dir, items, params, opts) if extend else (None, params)
     with progress_bar(len(items), f"indexing {len(items)} vectors ({params.type})", enabled=opts.progress,
                       unit="vectors") as adv:
         done = [0]

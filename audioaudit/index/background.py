@@ -18,7 +18,10 @@ background clip is a novel clip with a known answer (:mod:`audioaudit.audit.cali
 Stored in ``INDEX/background/``: ``vectors.npy`` (window vectors), ``clips.parquet`` (one row
 per clip: path, pcm_hash, n_segments, first/last vector row) and ``background.json``
 (encoder identity, k, counts, skipped files and clips left out because the training set
-holds the same audio).
+holds the same audio). The three files (and a calibration made on the set) are replaced
+together by one commit (:func:`audioaudit.index.store.commit`) and read under one
+:func:`audioaudit.index.store.reading`: an audit never pairs vectors of one set with
+clips of another.
 """
 
 from __future__ import annotations
@@ -87,8 +90,9 @@ class Background:
 
 
 def build_background(index, folder: str | os.PathLike, encoder, *, k: int = DEFAULT_K,
-                     progress: bool = False, workers: int | None = 0) -> Background:
-    """Embed every clip of ``folder`` (windows as the audit cuts them) into ``INDEX/background/``.
+                     progress: bool = False, workers: int | None = 0, save: bool = True) -> Background:
+    """Embed every clip of ``folder`` (windows as the audit cuts them) into ``INDEX/background/``
+    (``save=False``: only return it, for :func:`save_background` with its calibration).
     Clips whose decoded audio equals a training clip's (same PCM hash) are left out and listed:
     a training clip in the background would cancel its own copies' scores."""
     import pandas as pd
@@ -116,12 +120,26 @@ def build_background(index, folder: str | os.PathLike, encoder, *, k: int = DEFA
             "encoder": ix.encoder.get("identity"), "skipped": fe.skipped,
             "in_training_set": dropped,
             "method": f"score = top-1 training similarity - mean of the {k} best background clips (SSCD)"}
-    out = d / DIR
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.save_npy(out / VECTORS, vectors)
-    atomic.write_parquet(clips.assign(owner_start=np.searchsorted(owner, np.arange(len(clips)))), out / CLIPS)
-    atomic.write_json(out / META, meta)  # last: marks the set complete
-    return Background(clips, vectors, owner, k, meta)
+    bg = Background(clips, vectors, owner, k, meta)
+    if save:
+        save_background(d, bg)
+    return bg
+
+
+def save_background(index_dir: str | os.PathLike, bg: Background, calibration: dict | None = None) -> None:
+    """Write the set (and ``calibration``: the calibration.json made on it) as one commit."""
+    from audioaudit import schema
+
+    with store.staging(index_dir) as st:
+        out = st / DIR
+        out.mkdir()
+        atomic.save_npy(out / VECTORS, bg.vectors)
+        starts = np.searchsorted(bg.owner, np.arange(bg.n_clips))
+        atomic.write_parquet(bg.clips.assign(owner_start=starts), out / CLIPS)
+        atomic.write_json(out / META, bg.meta)
+        if calibration is not None:
+            atomic.write_json(st / schema.CALIBRATION_FILE, calibration)
+        store.commit(index_dir, st)
 
 
 def load_background(index_dir: str | os.PathLike, identity: dict | None = None,
@@ -130,17 +148,18 @@ def load_background(index_dir: str | os.PathLike, identity: dict | None = None,
     identity the caller searches with (must equal the one the set was embedded with).
     ``train_hashes``: the training clips' PCM hashes; background clips among them are left out."""
     d = Path(index_dir) / DIR
-    if not (d / META).is_file():
-        return None
-    meta = read.read_json(d / META, "background set (background.json)")
-    if identity is not None and meta.get("encoder") != identity:
-        raise UserError(f"{d}: the background set was embedded with another encoder; rebuild it with "
-                        "`audioaudit index background`")
-    clips = read.read_parquet(d / CLIPS, "background clips (clips.parquet)")
-    try:
-        vectors = np.load(d / VECTORS, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{d / VECTORS}: unreadable background vectors ({e}); rebuild the background set") from None
+    with store.reading(index_dir):  # the three files of one commit
+        if not (d / META).is_file():
+            return None
+        meta = read.read_json(d / META, "background set (background.json)")
+        if identity is not None and meta.get("encoder") != identity:
+            raise UserError(f"{d}: the background set was embedded with another encoder; rebuild it with "
+                            "`audioaudit index background`")
+        clips = read.read_parquet(d / CLIPS, "background clips (clips.parquet)")
+        try:
+            vectors = np.load(d / VECTORS, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{d / VECTORS}: unreadable background vectors ({e}); rebuild the background set") from None
     starts = clips["owner_start"].to_numpy(np.int64)
     owner = np.searchsorted(starts, np.arange(len(vectors)), side="right") - 1
     if len(vectors) != int(meta.get("windows", -1)) or len(clips) != int(meta.get("clips", -1)):
@@ -150,6 +169,5 @@ def load_background(index_dir: str | os.PathLike, identity: dict | None = None,
 
 
 def remove_background(index_dir: str | os.PathLike) -> None:
-    d = Path(index_dir) / DIR
-    for name in (META, CLIPS, VECTORS):
-        (d / name).unlink(missing_ok=True)
+    if (Path(index_dir) / DIR).is_dir():
+        store.commit(index_dir, None, [f"{DIR}/{name}" for name in (META, CLIPS, VECTORS)])

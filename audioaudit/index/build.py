@@ -6,11 +6,17 @@
    (:mod:`audioaudit.index.shards`);
 3. assemble ``items.parquet`` and the FAISS index from the shards, find duplicate groups
    (exact PCM hash + near duplicates through the index), cache the train-vs-train
-   reference, and write ``manifest.json`` last (the commit point).
+   reference and write ``manifest.json``, all into a staging folder; then commit them
+   (:func:`audioaudit.index.store.commit`): an ``audit`` running meanwhile reads the old
+   index whole or waits for the renames, never a mix. Shards no file uses any more go
+   after the commit.
 
 A rerun on an unchanged corpus matches every file and finds the manifest digest equal:
 it does no work. An interrupted run leaves only complete shards, so the rerun redoes at
-most the shard that was in flight.
+most the shard that was in flight; a run killed during its commit is finished by the
+next reader or writer. Shards record the encoder they were made with: a build with
+another encoder (``--overwrite``) never reuses them, and keeps the old index readable
+until its own commit replaces it.
 """
 
 from __future__ import annotations
@@ -107,7 +113,8 @@ def _digest(match: Match, scan_skipped: list[dict], request: dict, identity: dic
 
 
 def write_derived(index_dir: Path, index, params, items, opts: BuildOptions, root: str | None = None) -> tuple[list, "object"]:
-    """duplicates.parquet + reference.parquet for a freshly assembled index."""
+    """duplicates.parquet + reference.parquet for a freshly assembled index (into ``index_dir``:
+    the build's staging folder)."""
     import pandas as pd
 
     from audioaudit.index.reference import reference_table
@@ -132,38 +139,42 @@ def _versions() -> dict:
     return {"audioaudit": audioaudit.__version__, "faiss": faiss.__version__, "numpy": np.__version__}
 
 
-def _check_existing(index_dir: Path, encoder, overwrite: bool) -> dict | None:
-    """The existing encoder.json (identity must match) or None for a fresh folder."""
-    enc_file = index_dir / schema.ENCODER_FILE
-    if not enc_file.exists():
-        return None
-    stored = store.read_encoder_json(index_dir)
+def _check_existing(index_dir: Path, encoder, overwrite: bool) -> bool:
+    """Whether the folder's index was made with another encoder (refused without ``overwrite``;
+    with it, the commit replaces the index and drops its background set and calibration)."""
+    store.recover(index_dir)
+    if not (index_dir / schema.ENCODER_FILE).exists():
+        return False
     try:
-        store.check_encoder(stored, encoder, index_dir)
+        store.check_encoder(store.read_encoder_json(index_dir), encoder, index_dir)
     except UserError:
         if not overwrite:
             raise
-        _wipe(index_dir)
-        return None
-    return stored
+        return True
+    return False
+
+
+def _encoder_bound_files() -> list[str]:
+    """What a commit removes when the encoder changes: made with the replaced encoder."""
+    from audioaudit.index import background as bgset
+
+    return [f"{bgset.DIR}/{n}" for n in (bgset.VECTORS, bgset.CLIPS, bgset.META)] + [schema.CALIBRATION_FILE]
 
 
 def _wipe(index_dir: Path) -> None:
+    """Remove the whole index (one commit: a reader sees it whole or not at all), its
+    background set, calibration, shards and any ivfpq build left over."""
     import shutil
 
     from audioaudit.index.faiss.ivfpq import BUILD_DIR
 
-    for name in (*fx.all_index_files(), schema.ITEMS_FILE, schema.ENCODER_FILE, schema.MANIFEST_FILE,
-                 schema.REFERENCE_FILE, schema.DUPLICATES_FILE):
-        (index_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(index_dir / BUILD_DIR, ignore_errors=True)
-    # the background set and its calibration were made with the replaced encoder
-    from audioaudit.index.background import remove_background
-
-    remove_background(index_dir)
-    (index_dir / schema.CALIBRATION_FILE).unlink(missing_ok=True)
-    for p in (index_dir / schema.SHARDS_DIR).glob("*.parquet"):
-        p.unlink()
+    with store.build_lock(index_dir):
+        store.commit(index_dir, None, [*fx.all_index_files(), schema.ITEMS_FILE, schema.ENCODER_FILE,
+                                       schema.REFERENCE_FILE, schema.DUPLICATES_FILE, *_encoder_bound_files(),
+                                       schema.MANIFEST_FILE])
+        shutil.rmtree(index_dir / BUILD_DIR, ignore_errors=True)
+        for p in (index_dir / schema.SHARDS_DIR).glob("*.parquet"):
+            p.unlink()
 
 
 def _up_to_date(index_dir: Path, digest: str) -> dict | None:
@@ -197,6 +208,7 @@ class BuildRun:
     opts: BuildOptions
     gc: bool  # drop shards no file uses any more (build: yes; add: no)
     hooks: BuildHooks = field(default_factory=BuildHooks)
+    new_encoder: bool = False  # replaces an index made with another encoder (build --overwrite)
 
 
 def run_build(run: BuildRun) -> BuildResult:
@@ -207,11 +219,12 @@ def run_build(run: BuildRun) -> BuildResult:
     t0 = time.perf_counter()
     shard_dir = index_dir / schema.SHARDS_DIR
     shard_dir.mkdir(parents=True, exist_ok=True)
+    store.recover(index_dir)  # a commit killed during its renames is finished before anything is read
     for tmp in [*shard_dir.glob(".*.tmp*"), *index_dir.glob(".*.tmp*")]:
         tmp.unlink(missing_ok=True)  # leftovers of a killed writer (shards, items, index, manifest)
-    metas = scan_shards(shard_dir)
     ident = encoder.identity()
     salt = hashlib.sha1(identity_key(ident).encode()).hexdigest()
+    metas = _own_shards(shard_dir, salt)
     match = match_shards(work, metas)
     reused = len(match.chosen) + len(match.skipped)
     if not match.pending:
@@ -221,7 +234,6 @@ def run_build(run: BuildRun) -> BuildResult:
             return BuildResult(index_dir, True, c.get("clips", 0), c.get("segments", 0), man.get("skipped", []),
                                0, reused, 0, len(set(k for k, _ in match.chosen.values())),
                                fx.IndexParams.from_dict(man["index"]), seconds=time.perf_counter() - t0)
-    atomic.write_json(index_dir / schema.ENCODER_FILE, store.encoder_record(encoder, run.spec))
     plans = plan_shards(match.pending, opts.shard_size, salt)
     meta = {"encoder": salt}
     with progress_bar(len(match.pending), f"embedding {len(match.pending)} files", enabled=opts.progress) as adv:
@@ -229,12 +241,17 @@ def run_build(run: BuildRun) -> BuildResult:
         stats = (run.hooks.embed or embed_shards)(plans, encoder, shard_dir, EmbedSettings(
             workers=0 if few else opts.n_workers(), batch_size=opts.batch_size, advance=adv,
             on_shard=run.hooks.on_shard, meta=meta, opts=LoadOptions(sample_rate=int(encoder.sample_rate))))
-    metas = scan_shards(shard_dir)
+    metas = _own_shards(shard_dir, salt)
     match = match_shards(work, metas)
     if match.pending:  # cannot happen unless files change under us
         raise UserError(f"{len(match.pending)} files changed during the build (e.g. {match.pending[0].path}); rerun")
     return _finish(run, match, metas, BuildResult(index_dir, False, embedded=stats.items_embedded + stats.items_skipped,
                                                   reused=reused, shards_written=stats.shards_written), t0)
+
+
+def _own_shards(shard_dir: Path, salt: str) -> dict[str, dict]:
+    """The finished shards made with this encoder (a shard without the record predates it)."""
+    return {k: m for k, m in scan_shards(shard_dir).items() if m.get("encoder", salt) == salt}
 
 
 def _finish(run: BuildRun, match: Match, metas: dict[str, dict], res: BuildResult, t0: float) -> BuildResult:
@@ -243,16 +260,28 @@ def _finish(run: BuildRun, match: Match, metas: dict[str, dict], res: BuildResul
         raise UserError(f"{run.corpus_root}: no usable audio ({len(match.skipped) + len(run.scan_skipped)} files skipped, "
                         "none embedded); see the reasons with `audioaudit index info`")
     order = {it.item_id: n for n, it in enumerate(work)}
-    items, index, params = assemble(index_dir, match.chosen, order, int(run.encoder.dim), opts)
-    fx.save(index, index_dir / schema.INDEX_FILE)
-    for name in set(fx.all_index_files()) - set(fx.index_files(params)):
-        (index_dir / name).unlink(missing_ok=True)  # companions of a previous index type
-    atomic.write_parquet(items, index_dir / schema.ITEMS_FILE)
-    groups, ref = write_derived(index_dir, index, params, items, opts, run.corpus_root)
     used = sorted(set(k for k, _ in match.chosen.values()) | set(_skip_keys(match, metas)))
-    if run.gc:
-        for key in set(metas) - set(used):
+    with store.staging(index_dir) as stage:
+        items, index, params = assemble(index_dir, match.chosen, order, int(run.encoder.dim), opts,
+                                        extend=not run.new_encoder)
+        if fx.saved_in(index) != index_dir.resolve():  # else: an ivfpq index that did not change, already there
+            fx.save(index, stage / schema.INDEX_FILE)
+        atomic.write_parquet(items, stage / schema.ITEMS_FILE)
+        groups, ref = write_derived(stage, index, params, items, opts, run.corpus_root)
+        atomic.write_json(stage / schema.ENCODER_FILE, store.encoder_record(run.encoder, run.spec))
+        _fill_result(run, match, res, (items, index, params, groups), used)
+        _write_manifest(run, match, res, used, (stage, len(ref)))
+        stale = sorted(set(fx.all_index_files()) - set(fx.index_files(params)))  # a previous index type's
+        store.commit(index_dir, stage, stale + (_encoder_bound_files() if run.new_encoder else []))
+    if run.gc:  # after the commit: until then the old index's shards may still be needed
+        for key in set(scan_shards(index_dir / schema.SHARDS_DIR)) - set(used):
             shard_path(index_dir / schema.SHARDS_DIR, key).unlink(missing_ok=True)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _fill_result(run: BuildRun, match: Match, res: BuildResult, built: tuple, used: list[str]) -> None:
+    items, index, params, groups = built
     skipped = run.scan_skipped + [{"path": r.get("path", i), "kind": r["kind"], "reason": r["reason"], "item_id": i,
                                "size": r["size"], "mtime_ns": r["mtime_ns"]} for i, r in sorted(match.skipped.items())]
     summ = dupgroups.summarise(groups)
@@ -260,9 +289,6 @@ def _finish(run: BuildRun, match: Match, metas: dict[str, dict], res: BuildResul
     res.shards_reused = len(used) - res.shards_written
     res.params, res.duplicates = params, summ
     res.index_build = fx.build_record(index)
-    _write_manifest(run, match, res, used, len(ref))
-    res.seconds = time.perf_counter() - t0
-    return res
 
 
 def _skip_keys(match: Match, metas: dict[str, dict]) -> list[str]:
@@ -274,10 +300,12 @@ def _skip_keys(match: Match, metas: dict[str, dict]) -> list[str]:
     return keys
 
 
-def _write_manifest(run: BuildRun, match: Match, res: BuildResult, used: list[str], n_ref: int) -> None:
+def _write_manifest(run: BuildRun, match: Match, res: BuildResult, used: list[str], into: tuple[Path, int]) -> None:
+    """manifest.json into the staging folder ``into[0]`` (``into[1]``: reference rows)."""
     from dataclasses import asdict
 
     index_dir, encoder, opts = run.index_dir, run.encoder, run.opts
+    stage, n_ref = into
 
     prev = {}
     if (index_dir / schema.MANIFEST_FILE).exists():
@@ -286,8 +314,9 @@ def _write_manifest(run: BuildRun, match: Match, res: BuildResult, used: list[st
         except ValueError:
             prev = {}
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    files = {n: (index_dir / n).stat().st_size for n in (*fx.index_files(res.params), schema.ITEMS_FILE)}
-    atomic.write_json(index_dir / schema.MANIFEST_FILE, {
+    files = {n: ((stage / n) if (stage / n).exists() else (index_dir / n)).stat().st_size
+             for n in (*fx.index_files(res.params), schema.ITEMS_FILE)}
+    atomic.write_json(stage / schema.MANIFEST_FILE, {
         "name": index_dir.name, "state": "complete", "corpus_root": run.corpus_root,
         "created": prev.get("created", now), "updated": now,
         "digest": _digest(match, run.scan_skipped, opts.request(), encoder.identity()),
@@ -314,11 +343,12 @@ def build_index(corpus, encoder, index_dir, *, spec: str | None = None, opts: Bu
     opts = opts or BuildOptions()
     index_dir = Path(index_dir)
     with store.build_lock(index_dir):
-        _check_existing(index_dir, encoder, opts.overwrite)
+        new_encoder = _check_existing(index_dir, encoder, opts.overwrite)
         root, work, scan_skipped = corpus_work(corpus, opts.labels, opts.corpus_manifest)
         if not work:
             raise UserError(f"{corpus}: no audio files found (extensions .wav .flac .ogg .mp3 .aiff)")
-        return run_build(BuildRun(index_dir, encoder, spec, root, work, scan_skipped, opts, True, hooks or BuildHooks()))
+        return run_build(BuildRun(index_dir, encoder, spec, root, work, scan_skipped, opts, True, hooks or BuildHooks(),
+                                  new_encoder))
 
 
 def add_to_index(index_dir, paths: Sequence[str], encoder=None, *, opts: BuildOptions | None = None,

@@ -211,7 +211,14 @@ def _manifest_root(manifest: dict) -> str | None:
 
 def load_duplicates(index_dir: str | Path, corpus_root: str | Path | None = None) -> DuplicateData:
     """Read ``duplicates.parquet`` (+ the corpus root from ``manifest.json``) of an index."""
+    from audioaudit.index.store import reading
+
     index_dir = Path(index_dir)
+    with reading(index_dir):  # never half of an index build's commit
+        return _load_duplicates(index_dir, corpus_root)
+
+
+def _load_duplicates(index_dir: Path, corpus_root: str | Path | None) -> DuplicateData:
     p = index_dir / schema.DUPLICATES_FILE
     if not p.exists():
         raise UserError(f"{index_dir}: no {schema.DUPLICATES_FILE}; build the index with duplicate detection first")

@@ -280,6 +280,12 @@ def save(index, path: str | os.PathLike) -> None:
         faiss.write_index(index, str(tmp))
 
 
+def saved_in(index) -> Path | None:
+    """The folder an index's files already lie in (an ivfpq index is built and read on disk),
+    or None for one held in memory until :func:`save`."""
+    return Path(index.dir).resolve() if _is_ivfpq(index) else None
+
+
 def load(path: str | os.PathLike, params: IndexParams | None = None):
     """Read an index; a missing or unreadable file is a :class:`UserError` naming it."""
     import faiss
