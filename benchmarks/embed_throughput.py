@@ -52,7 +52,8 @@ def bare(encoder, paths, batch: int) -> float:
     return time.perf_counter() - t
 
 
-def end_to_end(encoder, paths, batch: int, workers: int, shard_size: int, out: Path) -> tuple[float, float]:
+def end_to_end(encoder, paths, batch: int, workers: int, shard_size: int, out: Path,
+               threads: int | None = None) -> tuple[float, float]:
     """(total seconds, seconds after the first clip arrived from the decoders)."""
     from audioaudit.audio.decode import work_item
     from audioaudit.audio.io import LoadOptions
@@ -64,9 +65,32 @@ def end_to_end(encoder, paths, batch: int, workers: int, shard_size: int, out: P
     t = time.perf_counter()
     embed_shards(plans, encoder, out, EmbedSettings(workers=workers, batch_size=batch,
                                                     opts=LoadOptions(sample_rate=encoder.sample_rate),
-                                                    advance=lambda n=1: first or first.append(time.perf_counter())))
+                                                    advance=lambda n=1: first or first.append(time.perf_counter()),
+                                                    threads=threads))
     end = time.perf_counter()
     return end - t, end - first[0]
+
+
+def sweep(enc, paths, a, tmp: Path) -> None:
+    """End-to-end rate at the default (decode workers and model threads picked from the core
+    count) against every (workers, threads) setting: the default should reach >= 0.9 of the best."""
+    import torch
+
+    from audioaudit.util.workers import cpu_count, default_workers, model_threads
+
+    cores = cpu_count()
+    rates = {}
+    for w in range(1, cores + 1):
+        for th in range(1, cores + 1):
+            rates[(w, th)] = len(paths) / end_to_end(enc, paths, a.batch, w, a.shard_size, tmp / f"s{w}_{th}",
+                                                      threads=th)[0]
+            print(f"  workers {w} threads {th}: {rates[(w, th)]:7.2f} clips/s")
+    w = default_workers()
+    default = len(paths) / end_to_end(enc, paths, a.batch, w, a.shard_size, tmp / "default")[0]
+    best = max(rates, key=rates.get)
+    print(f"default (workers {w}, threads {model_threads(w)} of {cores} cores): {default:.2f} clips/s; best "
+          f"(workers {best[0]}, threads {best[1]}): {rates[best]:.2f} clips/s; default/best {default / rates[best]:.3f} "
+          f"(goal >= 0.9); torch's own default threads {torch.get_num_threads()}")
 
 
 def main() -> None:
@@ -78,22 +102,25 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--shard-size", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--threads", type=int, default=0, help="model threads end to end (0 = the pipeline's "
+                    "default: the cores the decode workers leave); the bare model always runs at torch's default")
+    ap.add_argument("--sweep", action="store_true", help="also every (workers, threads) setting vs the default")
     a = ap.parse_args()
     import torch
 
     from audioaudit.encoders import load_encoder
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
     enc = load_encoder(a.encoder, batch_size=a.batch)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_files(Path(tmp), a.clips, a.seconds, a.rate)
         end_to_end(enc, paths[: min(4, len(paths))], a.batch, a.workers, a.shard_size, Path(tmp) / "warm")
         t_bare = bare(enc, paths, a.batch)
-        t_e2e, t_steady = end_to_end(enc, paths, a.batch, a.workers, a.shard_size, Path(tmp) / "shards")
+        t_e2e, t_steady = end_to_end(enc, paths, a.batch, a.workers, a.shard_size, Path(tmp) / "shards",
+                                     threads=a.threads or None)
+        if a.sweep:
+            sweep(enc, paths, a, Path(tmp))
     print(f"encoder {a.encoder}: {a.clips} clips x {a.seconds:g} s at {a.rate} Hz stereo, batch {a.batch}, "
-          f"workers {a.workers}, torch threads {torch.get_num_threads()}")
+          f"workers {a.workers}, model threads end to end {a.threads or 'auto'}, bare {torch.get_num_threads()}")
     print(f"bare model   {a.clips / t_bare:8.2f} clips/s ({t_bare:.2f} s)")
     print(f"end to end   {a.clips / t_e2e:8.2f} clips/s ({t_e2e:.2f} s, includes worker start-up)")
     n1 = a.clips - 1

@@ -17,6 +17,7 @@ from audioaudit.audio.decode import decoded_stream
 from audioaudit.audio.io import LoadOptions, Skipped
 from audioaudit.audio.windows import WindowSpec, cut
 from audioaudit.util.progress import progress_bar
+from audioaudit.util.workers import model_threads, torch_threads
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ def embed_folder(folder, encoder, opts: FolderOptions = FolderOptions()) -> Fold
             start += [s for s, _ in d.bounds]
             end += [e for _, e in d.bounds]
             waves += d.waves
-    with progress_bar(len(waves), f"embedding {opts.what}", enabled=opts.progress, unit="windows") as adv:
+    threads = model_threads(opts.workers) if opts.workers > 0 else None  # the cores the decoders left
+    with progress_bar(len(waves), f"embedding {opts.what}", enabled=opts.progress, unit="windows") as adv, \
+            torch_threads(threads):
         vecs = []
         for i in range(0, len(waves), opts.batch_size):
             vecs.append(embed_waves(encoder, waves[i : i + opts.batch_size], opts.batch_size))

@@ -28,6 +28,7 @@ from audioaudit.audio.decode import Decoded, WorkItem, decoded_stream
 from audioaudit.audio.io import LoadOptions, Skipped
 from audioaudit.audio.windows import WindowSpec
 from audioaudit.util.atomic import atomic_path
+from audioaudit.util.workers import model_threads, torch_threads
 
 SHARD_META_KEY = b"audioaudit.shard"
 
@@ -192,6 +193,7 @@ class EmbedSettings:
     advance: Callable[[int], None] | None = None  # advance(1) after each file
     on_shard: Callable[[ShardPlan, EmbedStats], None] | None = None  # after each shard written
     meta: dict | None = None  # extra keys for every shard's metadata
+    threads: int | None = None  # model threads; None: the cores the decode workers leave
 
 
 def embed_shards(plans: Sequence[ShardPlan], encoder, shard_dir: str | os.PathLike,
@@ -201,6 +203,17 @@ def embed_shards(plans: Sequence[ShardPlan], encoder, shard_dir: str | os.PathLi
     opts = settings.opts or LoadOptions(sample_rate=spec.sample_rate)
     workers, batch_size, advance, on_shard, meta = (settings.workers, settings.batch_size, settings.advance,
                                                     settings.on_shard, settings.meta)
+    threads = settings.threads or (model_threads(workers) if workers > 0 else None)
+    with torch_threads(threads):
+        return _embed_planned(plans, encoder, shard_dir, EmbedSettings(workers, batch_size, opts, advance, on_shard,
+                                                                        meta, threads))
+
+
+def _embed_planned(plans: Sequence[ShardPlan], encoder, shard_dir, settings: EmbedSettings) -> EmbedStats:
+    """The loop of :func:`embed_shards`: decode ahead, embed, write each shard when complete."""
+    spec = WindowSpec.of(encoder)
+    workers, batch_size, opts, advance, on_shard, meta = (settings.workers, settings.batch_size, settings.opts,
+                                                          settings.advance, settings.on_shard, settings.meta)
     stats = EmbedStats()
     items = [it for p in plans for it in p.items]
     stream = decoded_stream(items, spec, opts, workers)
