@@ -193,3 +193,20 @@ def test_a_detector_is_refused_test_families_it_trained_on(tmp_path):
     with pytest.raises(UserError, match="trained on pitch"):
         check_unseen(f"finetuned:{d}", ("pitch",))
     assert parse_families("standard,opus")[-1] == "opus"
+
+
+def test_verified_rows_rescore_only_the_top_candidates(built):
+    from audioaudit.detector.benchmark.verified import verified_matrix
+    from audioaudit.duplicates.verify import aligned_correlation, spectrogram
+
+    sim, _, _ = evaluate.similarity_matrix(SpectrumEncoder(), built)
+    v, cost = verified_matrix(built, sim, top_k=3)
+    assert (np.isfinite(v).sum(axis=1) <= 3).all() and cost["candidates_per_query"] == 3
+    i = int(np.flatnonzero(np.isfinite(v).any(axis=1))[0])
+    j = int(np.flatnonzero(np.isfinite(v[i]))[0])
+    assert v[i, j] <= sim[i, j] + 1 + 1e-6  # score + a correlation <= 1
+    x = np.sin(np.arange(16000) / 7).astype(np.float32) * 0.3
+    same = aligned_correlation(spectrogram(x), [spectrogram(np.r_[np.zeros(800, np.float32), 0.5 * x]), None])
+    assert same[0] > 0.98 and np.isnan(same[1])
+    rows = evaluate.run_benchmark(built, SpectrumEncoder(), evaluate.RunSettings("s", verify=True))
+    assert [r.scoring for r in rows] == ["similarity", "score", "verified"] and rows[2].cost["ms_per_query"] >= 0

@@ -63,7 +63,7 @@ def bench_table(rows, summary: dict):
     t = Table(title=f"copy detection on {summary['corpus']}", caption=caption)
     t.add_column("metric")
     for r in rows:
-        kind = "raw cosine" if r.scoring == "similarity" else "normalised"
+        kind = {"similarity": "raw cosine", "score": "normalised", "verified": "verified"}[r.scoring]
         t.add_column(f"{escape(r.encoder)}\n{kind}", justify="right", overflow="fold")
     t.add_row("µAP", *[_fmt(r.report.overall.micro_ap) for r in rows])
     t.add_row("R@P90", *[_fmt(r.report.overall.recall_at_p90) for r in rows])
@@ -97,6 +97,8 @@ def bench_cmd(
     distractors: int = typer.Option(100, "--distractors", help="Distractor queries (clips not in the references)."),
     seed: int = typer.Option(0, "--seed"),
     normalise: bool = typer.Option(True, "--normalise/--no-normalise", help="Also report SSCD-normalised scores."),
+    verify: bool = typer.Option(False, "--verify/--no-verify", help="Also report two-stage scores: each query's "
+                                "top-k candidates re-scored by aligned log-mel correlation (audio verification)."),
     top_k: int = typer.Option(10, "--top-k", help="Predictions kept per query."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all figures to this JSON file."),
     cache: Path = typer.Option(Path("runs/bench-cache"), "--cache", help="Where built benchmark sets are cached."),
@@ -129,7 +131,7 @@ def bench_cmd(
         rows = []
         for s, enc in loaded:
             t = bar.add_task(f"embedding with {s}", total=len(bench.references) + len(bench.queries))
-            rows += evaluate.run_benchmark(bench, enc, evaluate.RunSettings(s, normalise, top_k, groups),
+            rows += evaluate.run_benchmark(bench, enc, evaluate.RunSettings(s, normalise, top_k, groups, verify),
                                            progress=lambda n, t=t: bar.advance(t, n))
     summary = evaluate.bench_summary(bench)
     console.print(bench_table(rows, summary))

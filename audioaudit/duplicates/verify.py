@@ -119,3 +119,12 @@ def verify_pairs(pairs, paths: dict[str, str]) -> list[tuple[str, str, float, Ve
         if v.same:
             out.append((a, b, sim, v))
     return out
+
+
+def aligned_correlation(query: np.ndarray, refs: list[np.ndarray | None]) -> np.ndarray:
+    """Pure: the best aligned spectrogram correlation (:func:`compare`) of one query's
+    spectrogram with each candidate's (NaN where a candidate could not be decoded). The
+    verification stage of two-stage retrieval: an embedding proposes candidates, this says
+    whether the query holds the candidate's frames in order (a copy does, up to a time
+    shift; a clip that merely sounds alike does not)."""
+    return np.asarray([np.nan if r is None else compare(query, r).corr for r in refs], np.float64)

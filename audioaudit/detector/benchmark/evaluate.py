@@ -35,11 +35,12 @@ class BenchRow:
     embed_seconds: float = 0.0
     skipped: list[dict] = field(default_factory=list)
     groups: dict[str, metrics.Metrics] = field(default_factory=dict)  # e.g. "train" / "test" families
+    cost: dict = field(default_factory=dict)  # the verification stage's seconds (verified rows)
 
     def to_json(self) -> dict:
         return {"encoder": self.encoder, "scoring": self.scoring, "identity": self.identity,
                 "embed_seconds": round(self.embed_seconds, 3), "overall": asdict(self.report.overall),
-                "groups": {k: asdict(v) for k, v in self.groups.items()},
+                "groups": {k: asdict(v) for k, v in self.groups.items()}, "cost": self.cost,
                 "per_family": {k: asdict(v) for k, v in self.report.per_family.items()}, "skipped": self.skipped}
 
 
@@ -94,6 +95,7 @@ class RunSettings:
     normalise: bool = True
     top_k: int = 10
     groups: dict = field(default_factory=dict)  # name -> families (reported besides overall)
+    verify: bool = False  # also the two-stage row: top_k candidates re-scored by audio verification
 
 
 def run_benchmark(bench: BenchSet, encoder, settings: RunSettings = RunSettings(), *,
@@ -102,11 +104,15 @@ def run_benchmark(bench: BenchSet, encoder, settings: RunSettings = RunSettings(
     sim, seconds, skipped = similarity_matrix(encoder, bench, progress)
     name = settings.spec or encoder.name
     ident = encoder.identity()
-    matrices = {"similarity": sim}
+    matrices, cost = {"similarity": sim}, {}
     if settings.normalise:
         matrices["score"] = similarity.normalised(sim, ~np.isfinite(sim))  # unscored pairs: no background, stay NaN
+    if settings.verify:
+        from audioaudit.detector.benchmark.verified import verified_matrix
+
+        matrices["verified"], cost = verified_matrix(bench, sim, settings.top_k)
     return [BenchRow(name, kind, evaluate_matrix(bench, m, settings.top_k), ident, seconds, skipped,
-                     evaluate_groups(bench, m, settings.groups, settings.top_k))
+                     evaluate_groups(bench, m, settings.groups, settings.top_k), cost if kind == "verified" else {})
             for kind, m in matrices.items()]
 
 
