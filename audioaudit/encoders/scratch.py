@@ -98,8 +98,15 @@ class ConvEncoderNet(nn.Module):
         self.blocks = nn.Sequential(stem, *[_block(a, b) for a, b in zip(chans[:-1], chans[1:])])
         self.pool = GeM()
         self.proj = nn.Linear(chans[-1], cfg.dim)
+        # the stem (stride 2) and every block (max-pool 2) halve the frames: fewer than
+        # 2**len(chans) - 1 frames reach an empty map (a 0.1 s view crashed training on real
+        # clips), so shorter inputs are padded with silence to exactly that many frames
+        # (center=True STFT: 1 + samples // hop); inputs that worked before are unchanged
+        self.min_samples = cfg.hop_length * (2 ** len(chans) - 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < self.min_samples:
+            x = nn.functional.pad(x, (0, self.min_samples - x.shape[-1]))
         return self.proj(self.pool(self.blocks(self.frontend(x))))
 
 
