@@ -45,7 +45,7 @@ def test_length_range_is_documented_per_family():
     for name, fam in A.FAMILIES.items():
         lo, hi = fam.length_ratio
         assert 0 < lo <= hi, name
-        assert (lo, hi) == (1.0, 1.0) or name in ("crop", "speed", "stretch"), name
+        assert (lo, hi) == (1.0, 1.0) or name in ("crop", "speed", "stretch", "layered", "excerpt"), name
         assert A.length_range(1, name)[0] == 1  # never empty
     assert A.length_range(10, "crop") == (5, 9) and A.length_range(1000, "gain") == (1000, 1000)
     assert A.length_range(100, "stretch") == (83, 125) and A.length_range(1, "speed") == (1, 2)

@@ -122,8 +122,9 @@ def length_range(n: int, family: str) -> tuple[int, int]:
     """The shortest and longest output :func:`transform` gives a clip of ``n`` >= 1
     samples under ``family``, at any strength: ``max(1, floor(lo·n))`` to
     ``max(1, ceil(hi·n))`` with ``(lo, hi)`` the family's ``length_ratio`` — only
-    ``crop`` (0.5–0.9), ``speed`` (1/1.12–1/0.88) and ``stretch`` (1/1.2–1/0.8) change
-    the length; every other family keeps it exactly. Chained (:func:`random_view`), the
+    ``crop`` (0.5–0.9), ``speed`` (1/1.12–1/0.88) and ``stretch`` (1/1.2–1/0.8) and the
+    test-only ``layered`` (1.5–3) and ``excerpt`` (0.25–0.5) change the length; every
+    other family keeps it exactly. Chained (:func:`random_view`), the
     bounds compose: apply this to the previous bounds, op by op."""
     lo, hi = FAMILIES[family].length_ratio
     eps = 1e-9  # 0.9 * 10 is 9.000000000000002 in floating point
@@ -144,7 +145,7 @@ def transform(
     ``wave``: a non-empty mono clip of any length, one sample up. ``others``: clips at the
     same ``sr``, of any lengths, for ``mix`` and ``partial`` (required there). Returns
     finite float32 mono at ``sr``, its length within :func:`length_range` (only crop,
-    speed and stretch change it)."""
+    speed, stretch, layered and excerpt change it)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown augment family '{family}' (known: {', '.join(FAMILIES)})")
     x = np.asarray(wave, dtype=np.float32).reshape(-1)

@@ -44,7 +44,8 @@ def _opus(x, sr, v, rng, others):
     buf.seek(0)
     z, _ = sf.read(buf, dtype="float32")
     z = z[:n] if len(z) >= n else np.pad(z, (0, n - len(z)))
-    return soxr.resample(z, rate, sr)[: len(x)] if sr != rate else z
+    z = soxr.resample(z, rate, sr) if sr != rate else z
+    return z[: len(x)] if len(z) >= len(x) else np.pad(z, (0, len(x) - len(z)))  # rate round trips lose a sample
 
 
 def _room_ir(sr: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
