@@ -125,6 +125,26 @@ def test_evaluate_matrix_perfect_scores_and_twin_credit(built):
     assert evaluate.evaluate_matrix(built, m2).overall.micro_ap < 0.8
 
 
+def test_per_kind_rows_pool_a_kinds_copies_with_its_own_distractors(built):
+    ref_index = {r.item_id: n for n, r in enumerate(built.references)}
+    kinds = sorted({q.label for q in built.queries if q.label})
+    assert len(kinds) >= 2
+    m = np.full((len(built.queries), len(built.references)), 0.2, np.float32)
+    for qi, q in enumerate(built.queries):
+        if q.family is not None:
+            m[qi, ref_index[q.truth[0]]] = 0.9
+        elif q.label == kinds[0]:
+            m[qi, 0] = 0.95  # novel clips of the first kind outscore every copy
+    per = evaluate.evaluate_kinds(built, m)
+    assert set(per) == set(kinds)
+    assert per[kinds[1]].micro_ap == pytest.approx(1.0)  # its own distractors stay low
+    assert per[kinds[0]].micro_ap < 0.9
+    n0 = sum(q.label == kinds[0] for q in built.queries)
+    assert per[kinds[0]].n_queries == n0
+    rows = evaluate.run_benchmark(built, SpectrumEncoder(), evaluate.RunSettings(spec="spectrum"))
+    assert set(rows[0].to_json()["per_kind"]) == set(kinds)
+
+
 def test_run_benchmark_real_encoder_beats_random(built):
     good = evaluate.run_benchmark(built, SpectrumEncoder(), evaluate.RunSettings(spec="spectrum"))
     bad = evaluate.run_benchmark(built, RandomEncoder(), evaluate.RunSettings(spec="random", normalise=False))

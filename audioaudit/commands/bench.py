@@ -72,6 +72,10 @@ def bench_table(rows, summary: dict):
         for label, attr in (("µAP", "micro_ap"), ("R@P90", "recall_at_p90")):
             t.add_row(f"{label} ({g} families)", *[_fmt(getattr(r.groups[g], attr)) if g in r.groups else "–"
                                                   for r in rows], end_section=label == "R@P90")
+    for k in sorted({k for r in rows for k in r.kinds}):
+        t.add_row(f"µAP / R@P90 ({k} copies + {k} distractors)",
+                  *[f"{_fmt(r.kinds[k].micro_ap)} / {_fmt(r.kinds[k].recall_at_p90)}" if k in r.kinds else "–"
+                    for r in rows], end_section=k == max(k for r in rows for k in r.kinds))
     families = sorted({f for r in rows for f in r.report.per_family})
     for f in families:
         cells = []

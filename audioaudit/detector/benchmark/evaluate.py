@@ -36,11 +36,13 @@ class BenchRow:
     skipped: list[dict] = field(default_factory=list)
     groups: dict[str, metrics.Metrics] = field(default_factory=dict)  # e.g. "train" / "test" families
     cost: dict = field(default_factory=dict)  # the verification stage's seconds (verified rows)
+    kinds: dict[str, metrics.Metrics] = field(default_factory=dict)  # per class folder of the queries
 
     def to_json(self) -> dict:
         return {"encoder": self.encoder, "scoring": self.scoring, "identity": self.identity,
                 "embed_seconds": round(self.embed_seconds, 3), "overall": asdict(self.report.overall),
                 "groups": {k: asdict(v) for k, v in self.groups.items()}, "cost": self.cost,
+                "per_kind": {k: asdict(v) for k, v in self.kinds.items()},
                 "per_family": {k: asdict(v) for k, v in self.report.per_family.items()}, "skipped": self.skipped}
 
 
@@ -69,6 +71,16 @@ def evaluate_groups(bench: BenchSet, matrix: np.ndarray, groups: dict[str, tuple
     distractors = [i for i, f in family.items() if f is None]
     return {name: metrics.evaluate(q, r, s, truth, [i for i, f in family.items() if f in fams] + distractors)
             for name, fams in groups.items() if fams}
+
+
+def evaluate_kinds(bench: BenchSet, matrix: np.ndarray, top_k: int = 10) -> dict[str, metrics.Metrics]:
+    """Pure: one row per kind (the class folder: speech, music, effects, ...), each pooling the
+    copies of that kind's references with the distractors *of the same kind* — does the
+    detector find speech copies without flagging novel speech? Unlabelled corpora: no rows."""
+    q, r, s, truth, _ = _predictions(bench, matrix, top_k)
+    labels = [qq.label for qq in bench.queries]
+    return {k: metrics.evaluate(q, r, s, truth, [i for i, lab in enumerate(labels) if lab == k])
+            for k in sorted({lab for lab in labels if lab})}
 
 
 def similarity_matrix(encoder, bench: BenchSet, progress: Callable[[int], None] | None = None):
@@ -107,12 +119,13 @@ def run_benchmark(bench: BenchSet, encoder, settings: RunSettings = RunSettings(
     matrices, cost = {"similarity": sim}, {}
     if settings.normalise:
         matrices["score"] = similarity.normalised(sim, ~np.isfinite(sim))  # unscored pairs: no background, stay NaN
-    if settings.verify:
+    if settings.verify:  # candidates and first-stage score: the normalised one when there is one (as the audit)
         from audioaudit.detector.benchmark.verified import verified_matrix
 
-        matrices["verified"], cost = verified_matrix(bench, sim, settings.top_k)
+        matrices["verified"], cost = verified_matrix(bench, matrices.get("score", sim), settings.top_k)
     return [BenchRow(name, kind, evaluate_matrix(bench, m, settings.top_k), ident, seconds, skipped,
-                     evaluate_groups(bench, m, settings.groups, settings.top_k), cost if kind == "verified" else {})
+                     evaluate_groups(bench, m, settings.groups, settings.top_k), cost if kind == "verified" else {},
+                     evaluate_kinds(bench, m, settings.top_k))
             for kind, m in matrices.items()]
 
 
