@@ -39,7 +39,10 @@ Audit run directory ``runs/NAME/``::
                         columns the generator supplied, e.g. seed, prompt, sampler)
     matches.parquet     top-k training *sources* per generated clip (MATCH_COLUMNS +
                         dup_size, dup_members (";"-joined item ids of the duplicate group));
-                        a duplicate group is one source: one row, its best member
+                        a duplicate group is one source: one row, its best member;
+                        with ``audit --verify`` also verify_corr (aligned log-mel
+                        correlation of the two recordings) and verify_overlap, and
+                        queries get top1_verify_corr (audioaudit/audit/verify.py)
     matches.csv         the same table as CSV
     reference.parquet   copy of the index's train-vs-train reference similarities
     summary.json        threshold (+ how it was chosen and the precision it stands for),

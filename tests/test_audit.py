@@ -70,6 +70,22 @@ def test_audit_finds_the_copied_clip_and_the_copied_span(setup):
     assert len(csv) == len(m)
 
 
+def test_verify_adds_aligned_correlation_evidence_and_keeps_flags(setup):
+    plain = audit(setup, "noverify", threshold=0.999, threshold_on="similarity", top_k=3)
+    res = audit(setup, "verify", threshold=0.999, threshold_on="similarity", top_k=3, verify=True)
+    m = pd.read_parquet(res.out / schema.MATCHES_FILE)
+    assert {"verify_corr", "verify_overlap"} <= set(m.columns)
+    assert m["flag"].tolist() == plain.matches["flag"].tolist()  # evidence only
+    top = m[m["rank"] == 1].set_index("query_id")
+    # the excerpt holds its source's frames in order; a novel clip does not hold its top match's
+    assert top.loc["excerpt.wav", "verify_corr"] > 0.95 and top.loc["excerpt.wav", "verify_overlap"] > 0.9
+    assert top.loc["novel_2.wav", "verify_corr"] < top.loc["excerpt.wav", "verify_corr"] - 0.05
+    q = pd.read_parquet(res.out / schema.QUERIES_FILE).set_index("query_id")
+    assert q.loc["excerpt.wav", "top1_verify_corr"] == pytest.approx(top.loc["excerpt.wav", "verify_corr"])
+    v = json.loads((res.out / schema.SUMMARY_FILE).read_text())["verification"]
+    assert v["pairs"] == len(m) and v["unreadable"] == 0
+
+
 def test_short_query_is_padded_and_matched_not_dropped(setup):
     q = audit(setup, "short").queries.set_index("query_id")
     assert "short.wav" in q.index and q.loc["short.wav", "n_segments"] == 1
@@ -208,6 +224,11 @@ def test_cli_build_info_audit_and_errors(tmp_path):
     assert r.exit_code == 0, r.output
     assert "flagged     1 of 2" in r.output and "FLAG copy.wav -> noise/noise_1.wav" in r.output
     assert (tmp_path / "run" / schema.MATCHES_CSV).is_file()
+    r = run(app, ["audit", str(gen), "--index", "cli", "--root", str(tmp_path / "ix"), "--out", str(tmp_path / "runv"),
+                  "--threshold", "0.9999", "--threshold-on", "similarity", "--workers", "0", "--no-progress",
+                  "--verify", "--top-k", "2"])
+    assert r.exit_code == 0, r.output
+    assert "verified    4 matches re-read and aligned" in r.output and "aligned corr 1.000" in r.output
     p = subprocess.run([sys.executable, "-m", "audioaudit.cli", "audit", str(gen), "--index", "nope",
                         "--root", str(tmp_path / "ix"), "--out", str(tmp_path / "run2")],
                        capture_output=True, text=True, timeout=120)

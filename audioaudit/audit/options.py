@@ -17,3 +17,4 @@ class AuditOptions:
     progress: bool = True
     metadata: str | None = None  # CSV with path + seed/prompt/class; default: found in the folder
     run_name: str | None = None
+    verify: bool = False  # re-read each match and add its aligned log-mel correlation (audit/verify.py)

@@ -10,7 +10,9 @@
 3. search every window, aggregate to training *sources* (a duplicate group counts once)
    by the max over window pairs, keeping which query span matched which training span;
 4. normalise scores (SSCD: minus the mean similarity of the 2nd–11th sources,
-   :mod:`audioaudit.similarity`), flag at the threshold, summarise (:mod:`audioaudit.audit.statistics`).
+   :mod:`audioaudit.similarity`), flag at the threshold, summarise (:mod:`audioaudit.audit.statistics`);
+5. with ``verify``, re-read every match's two recordings and add their aligned log-mel
+   correlation as evidence (:mod:`audioaudit.audit.verify`; flags unchanged).
 """
 
 from __future__ import annotations
@@ -67,9 +69,20 @@ def run_audit(generated, index_dir, out, *, encoder=None, opts: AuditOptions | N
     depth = max(opts.top_k, BACKGROUND_DEPTH)
     hits, fallback, sims, background = score_queries(view, qs, depth, opts.same_class)
     matches = match_table(ix, qs, hits, view.src, background, opts.top_k, thr)
+    verified = None
+    if opts.verify:
+        from audioaudit.audit.verify import verify_matches
+
+        files = {q: str(Path(qs.root) / p) for q, p in zip(qs.table["query_id"], qs.table["path"])}
+        matches, verified = verify_matches(matches, files, ix.manifest.get("corpus_root"))
     queries = query_table(ix, qs, hits, view.src, matches, sims, background)
+    if verified is not None:
+        top1 = matches[matches["rank"] == 1].set_index("query_id")["verify_corr"]
+        queries["top1_verify_corr"] = queries["query_id"].map(top1).astype(float)
     out = Path(out)
     summary = summarise(view, qs, RunTables(queries, matches, ref, fallback), thr, opts, out)
+    if verified is not None:
+        summary["verification"] = verified.to_json(len(queries))
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_parquet(queries, out / schema.QUERIES_FILE)
     atomic.write_parquet(matches, out / schema.MATCHES_FILE)

@@ -45,8 +45,14 @@ def print_summary(s: dict, queries) -> None:
     if s.get("exact_copies"):
         typer.echo(f"exact       {s['exact_copies']} generated clips are bit-identical (PCM) to a training clip")
     flagged = queries[queries["flag"]].sort_values("top1_score", ascending=False).head(10)
+    if s.get("verification"):
+        v = s["verification"]
+        typer.echo(f"verified    {v['pairs']} matches re-read and aligned ({v['ms_per_query']:.1f} ms per clip"
+                   + (f"; {v['unreadable']} could not be read back" if v["unreadable"] else "") + ")")
     for r_ in flagged.itertuples():
-        typer.echo(f"  FLAG {r_.query_id} -> {r_.top1_item_id}  score {r_.top1_score:.3f}  sim {r_.top1_similarity:.3f}")
+        corr = getattr(r_, "top1_verify_corr", None)
+        typer.echo(f"  FLAG {r_.query_id} -> {r_.top1_item_id}  score {r_.top1_score:.3f}  sim {r_.top1_similarity:.3f}"
+                   + ("" if corr is None or corr != corr else f"  aligned corr {corr:.3f}"))
 
 
 def register(app: typer.Typer) -> None:
@@ -65,6 +71,8 @@ def register(app: typer.Typer) -> None:
         metadata: Optional[Path] = typer.Option(None, "--metadata", help="Metadata CSV (default: a CSV with a path column in GENERATED)."),
         workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes."),
         batch_size: int = typer.Option(32, "--batch-size", min=1),
+        verify: bool = typer.Option(False, "--verify/--no-verify", help="Re-read every match and add the aligned "
+                                    "log-mel correlation of the two recordings (verify_corr; flags unchanged)."),
         report: bool = typer.Option(False, "--report", help="Also write the listening report into OUT/report."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
@@ -76,7 +84,7 @@ def register(app: typer.Typer) -> None:
 
         opts = AuditOptions(top_k=top_k, threshold=threshold, threshold_on=threshold_on, same_class=same_class,
                             nprobe=nprobe, ef_search=ef_search, batch_size=batch_size, workers=workers,
-                            progress=progress, metadata=str(metadata) if metadata else None)
+                            progress=progress, metadata=str(metadata) if metadata else None, verify=verify)
         res = run_audit(generated, store.resolve_index_dir(index, root), out, opts=opts)
         print_summary(res.summary, res.queries)
         typer.echo(f"written: {out}/ (matches.parquet, matches.csv, queries.parquet, summary.json, skipped.csv)")
