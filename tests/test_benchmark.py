@@ -170,7 +170,10 @@ def test_bench_cli_table_and_json(corpus, tmp_path):
     assert res.exit_code == 0, res.output
     assert "µAP" in res.output and "R@P90" in res.output and "normalised" in res.output
     d = json.loads(out.read_text())
-    assert [(r["encoder"], r["scoring"]) for r in d["rows"]] == [("mel", "similarity"), ("mel", "score")]
+    # verification is on by default (it won on the real-sound benchmark)
+    assert [(r["encoder"], r["scoring"]) for r in d["rows"]] == [("mel", "similarity"), ("mel", "score"),
+                                                                 ("mel", "verified")]
+    assert d["rows"][2]["cost"]["candidates_per_query"] >= 1
     assert d["benchmark"]["copy_queries"] == 6 and d["benchmark"]["distractors"] == 4
     assert set(d["rows"][0]["per_family"]) == {"gain", "mp3"}
     bad = CliRunner().invoke(app, ["bench", str(root), "--encoder", "mel", "--families", "nope",

@@ -101,7 +101,7 @@ def bench_cmd(
     distractors: int = typer.Option(100, "--distractors", help="Distractor queries (clips not in the references)."),
     seed: int = typer.Option(0, "--seed"),
     normalise: bool = typer.Option(True, "--normalise/--no-normalise", help="Also report SSCD-normalised scores."),
-    verify: bool = typer.Option(False, "--verify/--no-verify", help="Also report two-stage scores: each query's "
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Also report two-stage scores: each query's "
                                 "top-k candidates re-scored by aligned log-mel correlation (audio verification)."),
     top_k: int = typer.Option(10, "--top-k", help="Predictions kept per query."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all figures to this JSON file."),
