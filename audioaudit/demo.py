@@ -96,13 +96,15 @@ class DemoResult:
     out: str
     threshold: float | None
     threshold_on: str | None
-    calibrated_false_flag_rate: float | None  # on the background clips
+    calibrated_false_flag_rate: float | None  # on the novel calibration clips
     sources: list[SourceFigures]
     planted_recall: float
     heldout_false_flag_rate: float
     memorizer_flag_rate: float
     report: str
     seconds: dict = field(default_factory=dict)
+    false_flag_rate_bound: float | None = None  # the rate the calibration clips can vouch for (95 %)
+    n_calibration: int | None = None
 
     def passed(self) -> bool:
         return self.planted_recall >= 0.9 and self.heldout_false_flag_rate <= 0.05 and self.memorizer_flag_rate >= 0.9
@@ -335,8 +337,10 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> DemoResult:
     summary = json.loads((Path(figures[0].run_dir) / "summary.json").read_text())
     thr = summary.get("threshold", {})
     by = {f.source: f for f in figures}
+    cal = json.loads((index_dir / "calibration.json").read_text())
     res = DemoResult(str(cfg.out), thr.get("value"), thr.get("on"), thr.get("false_flag_rate"), figures,
-                     by["planted"].rate, by["heldout"].rate, by["memorizer"].rate, str(report), t)
+                     by["planted"].rate, by["heldout"].rate, by["memorizer"].rate, str(report), t,
+                     cal.get("false_flag_rate_bound"), cal.get("n_negative"))
     atomic.write_json(cfg.out / "demo.json", asdict(res) | {"passed": res.passed()})
     return res
 

@@ -33,6 +33,8 @@ def test_quick_demo_runs_and_separates_copies_from_novel_clips(tmp_path):
     assert res["planted_recall"] >= 0.9, res
     assert res["heldout_false_flag_rate"] <= 0.05, res
     assert res["passed"], res
+    # it says which rate its calibration clips can vouch for
+    assert 0 < res["false_flag_rate_bound"] < 1 and "they bound the rate on novel clips at <=" in " ".join(proc.stdout.split())
     # the threshold came from the index calibration on the background set
     summary = json.loads((Path(res["sources"][0]["run_dir"]) / "summary.json").read_text())
     assert summary["threshold"]["source"] == "index calibration"

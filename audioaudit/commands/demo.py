@@ -33,7 +33,10 @@ def demo_cmd(
     console.print(table)
     thr = "none" if res.threshold is None else f"{res.threshold:.3f} on {res.threshold_on}"
     prec = ("" if res.calibrated_false_flag_rate is None
-            else f" (false flags {res.calibrated_false_flag_rate:.3f} on the background clips it was calibrated on)")
+            else f" (false flags {res.calibrated_false_flag_rate:.3f} on the {res.n_calibration} novel clips it was "
+                 f"calibrated on" + ("" if res.false_flag_rate_bound is None else
+                                     f"; they bound the rate on novel clips at <= {res.false_flag_rate_bound:.3f}, 95 %")
+                 + ")")
     console.print(f"threshold: {thr}{prec}")
     console.print(f"recall on planted copies: {res.planted_recall:.3f} (goal ≥ 0.90)")
     console.print(f"false flags on held-out clips: {res.heldout_false_flag_rate:.3f} (goal ≤ 0.05)")
