@@ -136,7 +136,7 @@ def _pool(out: Path, folders: list[Path]) -> Path:
     """One corpus folder (<class>/<split>_<name>) of hard links to the clips of ``folders``."""
     for src in folders:
         for f in sorted(src.rglob("*.wav")):
-            _link(f, out / f.parent.name / f"{src.name}_{f.name}")
+            link_file(f, out / f.parent.name / f"{src.name}_{f.name}")
     return out
 
 
@@ -149,11 +149,12 @@ def split_novel(cfg: DemoConfig, heldout_dir: Path) -> tuple[Path, Path]:
     for cls_dir in sorted(p for p in heldout_dir.iterdir() if p.is_dir()):
         files = sorted(cls_dir.glob("*.wav"))
         for k, i in enumerate(rng.permutation(len(files))):
-            _link(files[i], parts[0 if k < cfg.heldout_per_class else 1] / cls_dir.name / files[i].name)
+            link_file(files[i], parts[0 if k < cfg.heldout_per_class else 1] / cls_dir.name / files[i].name)
     return parts
 
 
-def _link(src: Path, dst: Path) -> None:
+def link_file(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (a copy across file systems); an existing ``dst`` is kept."""
     import shutil
 
     if dst.exists():

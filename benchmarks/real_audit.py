@@ -35,7 +35,7 @@ import numpy as np
 
 def split_heldout(heldout: Path, out: Path, seed: int) -> tuple[Path, Path]:
     """(control, calibration) halves of every kind folder of ``heldout`` (hard links)."""
-    from audioaudit.demo import _link
+    from audioaudit.demo import link_file
 
     rng = np.random.default_rng([seed, 11])
     parts = (out / "control", out / "calibration")
@@ -43,7 +43,7 @@ def split_heldout(heldout: Path, out: Path, seed: int) -> tuple[Path, Path]:
         files = sorted(f for f in kind.rglob("*") if f.is_file())
         for k, i in enumerate(rng.permutation(len(files))):
             rel = files[i].relative_to(kind)
-            _link(files[i], parts[k % 2] / kind.name / rel)
+            link_file(files[i], parts[k % 2] / kind.name / rel)
     return parts
 
 

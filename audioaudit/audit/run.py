@@ -76,9 +76,6 @@ def run_audit(generated, index_dir, out, *, encoder=None, opts: AuditOptions | N
         files = {q: str(Path(qs.root) / p) for q, p in zip(qs.table["query_id"], qs.table["path"])}
         matches, verified = verify_matches(matches, files, ix.manifest.get("corpus_root"))
     queries = query_table(ix, qs, hits, view.src, matches, sims, background)
-    if verified is not None:
-        top1 = matches[matches["rank"] == 1].set_index("query_id")["verify_corr"]
-        queries["top1_verify_corr"] = queries["query_id"].map(top1).astype(float)
     out = Path(out)
     summary = summarise(view, qs, RunTables(queries, matches, ref, fallback), thr, opts, out)
     if verified is not None:

@@ -42,6 +42,8 @@ def query_table(ix, qs: QuerySet, hits, src: Sources, matches, sims: np.ndarray,
     q["top1_score"] = q["query_id"].map(top1["score"]).astype(float)
     q["top1_item_id"] = q["query_id"].map(top1["item_id"])
     q["top1_dup_group"] = q["query_id"].map(top1["dup_group"]).astype("Int64")
+    if "verify_corr" in top1:  # audit --verify
+        q["top1_verify_corr"] = q["query_id"].map(top1["verify_corr"]).astype(float)
     q["background"] = background.astype(float)
     q["nn_ratio"] = nn_ratio(sims[:, 0], sims[:, 1] if sims.shape[1] > 1 else np.full(len(q), np.nan))
     q["flag"] = q["query_id"].map(matches.groupby("query_id")["flag"].any()).fillna(False).astype(bool)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audioaudit.duplicates.verify import RATE, compare_copy, spectrogram
+from audioaudit.duplicates.verify import compare_copy, spectrograms
 
 
 @dataclass
@@ -35,16 +35,6 @@ class VerifyFigures:
                 "method": "aligned log-mel correlation (16 kHz, 64 mels, 10 ms frames)"}
 
 
-def _spectrograms(paths: set[str]) -> dict[str, np.ndarray | None]:
-    from audioaudit.audio.io import LoadOptions, try_load
-
-    out = {}
-    for p in sorted(paths):
-        got = try_load(p, LoadOptions(sample_rate=RATE, silence_dbfs=None))
-        out[p] = spectrogram(got.wave) if hasattr(got, "wave") else None
-    return out
-
-
 def verify_matches(matches, query_paths: dict[str, str], corpus_root: str | None):
     """(matches with ``verify_corr`` / ``verify_overlap``, figures). ``query_paths``: query id ->
     its file; training paths are relative to ``corpus_root`` (the index's)."""
@@ -52,7 +42,8 @@ def verify_matches(matches, query_paths: dict[str, str], corpus_root: str | None
     root = Path(corpus_root) if corpus_root else Path(".")
     train = [str(root / p) for p in matches["train_path"].astype(str)]
     gen = [query_paths.get(q, "") for q in matches["query_id"].astype(str)]
-    specs = _spectrograms(set(train) | set(gen))
+    paths = sorted((set(train) | set(gen)) - {""})
+    specs = dict(zip(paths, spectrograms(paths)))
     corr, overlap = np.full(len(matches), np.nan), np.full(len(matches), np.nan)
     for i, (g, t) in enumerate(zip(gen, train)):
         sg, st = specs.get(g), specs.get(t)

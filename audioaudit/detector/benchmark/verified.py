@@ -14,15 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audioaudit.audio.io import load_waves
 from audioaudit.detector.benchmark.dataset import BenchSet
-from audioaudit.duplicates.verify import RATE, aligned_correlation, spectrogram
-
-
-def spectrograms(paths: list[str]) -> list[np.ndarray | None]:
-    """Verification spectrograms (16 kHz log-mel) of files; None for one that cannot be read."""
-    waves, _ = load_waves(paths, RATE)
-    return [None if w is None else spectrogram(w) for w in waves]
+from audioaudit.duplicates.verify import aligned_correlation, spectrograms
 
 
 def verified_matrix(bench: BenchSet, matrix: np.ndarray, top_k: int = 10) -> tuple[np.ndarray, dict]:
