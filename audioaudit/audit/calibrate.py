@@ -35,6 +35,7 @@ from audioaudit import schema
 from audioaudit.errors import UserError
 from audioaudit.index import store
 from audioaudit.index.background import Background
+from audioaudit.index.items import distinct
 from audioaudit.index.faiss import facade as fx
 
 
@@ -114,7 +115,7 @@ def training_views(ix, encoder, settings: FfrSettings) -> list[np.ndarray]:
     from audioaudit.detector.augment import STANDARD_FAMILIES, random_view
 
     root = Path(ix.manifest.get("corpus_root") or ".")
-    paths = sorted(set(ix.items["path"].astype(str)))
+    paths = sorted(map(str, distinct(ix.items, "path")))
     rng = np.random.default_rng([settings.seed, 3])
     picks = [str(root / paths[i]) for i in np.sort(rng.permutation(len(paths))[: settings.max_clips])]
     sr = int(encoder.sample_rate)
@@ -174,7 +175,7 @@ def calibrate_index(index, encoder, settings: FfrSettings = FfrSettings(), *, wr
         raise UserError(f"target false-flag rate must be in [0, 1), got {alpha}")
     ix = store.as_open(index)
     store.check_encoder(ix.encoder, encoder, ix.dir)
-    bg = background or load_background(ix.dir, ix.encoder.get("identity"), ix.items.get("pcm_hash"))
+    bg = background or load_background(ix.dir, ix.encoder.get("identity"), distinct(ix.items, "pcm_hash"))
     if bg is None:
         raise UserError(f"{ix.dir}: no background set to calibrate on; add one with "
                         f"`audioaudit index background {ix.dir.name} FOLDER`")

@@ -30,6 +30,7 @@ from audioaudit.audit.threshold import resolve_threshold
 from audioaudit.errors import UserError
 from audioaudit.index import store
 from audioaudit.index.faiss import facade as fx
+from audioaudit.index.items import distinct
 from audioaudit.util import atomic
 
 
@@ -57,7 +58,7 @@ def run_audit(generated, index_dir, out, *, encoder=None, opts: AuditOptions | N
         ix = store.open_index(index_dir)
         if encoder is not None:
             store.check_encoder(ix.encoder, encoder, ix.dir)
-        bg = load_background(ix.dir, ix.encoder.get("identity"), ix.items.get("pcm_hash"))
+        bg = load_background(ix.dir, ix.encoder.get("identity"), distinct(ix.items, "pcm_hash"))
         thr = resolve_threshold(opts.threshold, opts.threshold_on, ix.dir, ix.encoder.get("spec"),
                                 normalisation="background" if bg is not None else "references")
         view = IndexView.of(ix, fx.with_overrides(ix.params, opts.nprobe, opts.ef_search), bg)

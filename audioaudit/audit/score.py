@@ -9,6 +9,7 @@ import numpy as np
 from audioaudit import similarity
 from audioaudit.audit.queries import QuerySet
 from audioaudit.audit.sources import Sources, training_sources
+from audioaudit.index import items as items_table
 from audioaudit.index import store
 from audioaudit.index.background import Background
 from audioaudit.index.faiss import facade as fx
@@ -40,14 +41,15 @@ def search_queries(view: IndexView, qs: QuerySet, depth: int, same_class: bool):
 
     if not same_class:
         return search_clips(ix.index, params, qs.vectors, qs.q_clip, src.row_source, depth), 0
-    labels = ix.items["label"].astype("string").fillna("").to_numpy()
+    label_code, label_names = items_table.row_codes(ix.items, "label")  # codes, not 10M strings
+    code_of = {str(n): c for c, n in enumerate(label_names)}
     q_labels = qs.table["label"].astype("string").fillna("").to_numpy()
-    known = set(labels) - {""}
+    known = set(code_of) - {""}
     parts, fallback = [], 0
     for lab in sorted(set(q_labels)):
         clips = np.flatnonzero(q_labels == lab)
         seg = np.flatnonzero(np.isin(qs.q_clip, clips))
-        rows = np.flatnonzero(labels == lab) if lab in known else None
+        rows = np.flatnonzero(label_code == code_of[lab]) if lab in known else None
         fallback += 0 if rows is not None else len(clips)
         parts.append(search_clips(ix.index, params, qs.vectors[seg], qs.q_clip[seg], src.row_source, depth,
                                   SearchOptions(rows_allowed=rows)))

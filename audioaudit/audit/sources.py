@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audioaudit.duplicates.groups import source_name
+from audioaudit.index import items as items_table
 from audioaudit.index import store
 
 
@@ -31,9 +32,10 @@ def training_sources(ix: store.OpenIndex) -> Sources:
         for g, i in zip(ix.duplicates["group"], ix.duplicates["item_id"]):
             group_of[str(i)] = int(g)
             members.setdefault(int(g), []).append(str(i))
-    ids = ix.items["item_id"].astype(str).to_numpy()
-    src = np.asarray([source_name(i, group_of.get(i)) for i in ids], dtype=object)
-    codes, names = pd.factorize(src)
+    item_code, ids = items_table.row_codes(ix.items, "item_id")  # per clip, not per window (10M rows)
+    src = np.asarray([source_name(str(i), group_of.get(str(i))) for i in ids], dtype=object)
+    src_code, names = pd.factorize(src)
+    codes = src_code[item_code]
     sizes = {n: 1 for n in names}
     sizes.update({source_name("", g): len(m) for g, m in members.items()})
     return Sources(codes.astype(np.int64), np.asarray(names, dtype=object), sizes, group_of, members)

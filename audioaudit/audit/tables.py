@@ -8,6 +8,7 @@ from audioaudit import schema, similarity
 from audioaudit.audit.queries import QuerySet
 from audioaudit.audit.sources import Sources
 from audioaudit.audit.threshold import Threshold, flag_mask
+from audioaudit.index import items as items_table
 
 
 def match_table(ix, qs: QuerySet, hits, src: Sources, background: np.ndarray, top_k: int, thr: Threshold):
@@ -18,11 +19,12 @@ def match_table(ix, qs: QuerySet, hits, src: Sources, background: np.ndarray, to
     sim = hits.sim[keep].astype(np.float64)
     score = similarity.normalise(sim, background[qc])
     it = ix.items
-    item_ids = it["item_id"].astype(str).to_numpy()[rows]
+    item_ids = np.asarray([str(i) for i in items_table.values_at(it, "item_id", rows)], dtype=object)
     groups = [src.group_of.get(i) for i in item_ids]
     return pd.DataFrame({
         "query_id": qs.table["query_id"].to_numpy()[qc], "rank": hits.rank[keep] + 1, "item_id": item_ids,
-        "train_path": it["path"].to_numpy()[rows], "train_label": it["label"].to_numpy()[rows],
+        "train_path": items_table.values_at(it, "path", rows),
+        "train_label": items_table.values_at(it, "label", rows),
         "similarity": sim, "score": score,
         "query_start": qs.start[qseg], "query_end": qs.end[qseg],
         "train_start": it["start"].to_numpy()[rows], "train_end": it["end"].to_numpy()[rows],
@@ -47,7 +49,7 @@ def query_table(ix, qs: QuerySet, hits, src: Sources, matches, sims: np.ndarray,
     q["background"] = background.astype(float)
     q["nn_ratio"] = nn_ratio(sims[:, 0], sims[:, 1] if sims.shape[1] > 1 else np.full(len(q), np.nan))
     q["flag"] = q["query_id"].map(matches.groupby("query_id")["flag"].any()).fillna(False).astype(bool)
-    first = ix.items.drop_duplicates("item_id")
+    first = items_table.first_rows(ix.items)
     by_hash = dict(zip(first["pcm_hash"], first["item_id"])) if "pcm_hash" in first else {}
     q["exact_copy_of"] = [by_hash.get(h) for h in q["pcm_hash"]]
     lead = [c for c in schema.QUERY_COLUMNS if c in q.columns]

@@ -204,11 +204,12 @@ def info_cmd(
     from audioaudit.encoders.base import identity_key
     from audioaudit.index import store
     from audioaudit.index.background import load_background
+    from audioaudit.index.items import distinct
 
     index_dir = store.resolve_index_dir(name, root)
     with store.reading(index_dir):  # index, background set and calibration of one commit
         ix = store.open_index(index_dir)
-        bg = load_background(ix.dir, None, ix.items.get("pcm_hash"))
+        bg = load_background(ix.dir, None, distinct(ix.items, "pcm_hash"))
         cal = threshold.read_calibration(ix.dir / "calibration.json")
     m, c = ix.manifest, ix.manifest.get("counts", {})
     typer.echo(f"index       {ix.dir}")

@@ -10,6 +10,8 @@ import numpy as np
 from audioaudit import schema
 from audioaudit.errors import UserError
 from audioaudit.index.faiss import facade as fx
+from audioaudit.index import items as items_table
+from audioaudit.index.items import read_items
 from audioaudit.index.options import BuildOptions
 from audioaudit.index.shards import SEGMENT_COLUMNS, read_shards
 from audioaudit.index.store import files_intact
@@ -38,8 +40,9 @@ def assemble(index_dir: Path, chosen: dict[str, tuple[str, str]], order: dict[st
     frames, masks = [], {}
     for key, rows, _ in read_shards(shard_dir, keys, with_embeddings=False):
         masks[key] = _keep_mask(rows, key, chosen)
-        frames.append(rows[masks[key]])
-    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SEGMENT_COLUMNS)
+        frames.append(items_table.compact(rows[masks[key]].reset_index(drop=True)))
+    # per-shard frames compacted as they are read: the plain strings of all rows never exist at once
+    items = items_table.concat(frames) if frames else pd.DataFrame(columns=SEGMENT_COLUMNS)
     items["row"] = np.arange(len(items), dtype=np.int64)
     items = items[schema.ITEM_COLUMNS + ITEM_EXTRA_COLUMNS]
     params = fx.choose_params(len(items), dim, opts.index_type, nlist=opts.nlist, nprobe=opts.nprobe,
@@ -80,8 +83,6 @@ def _extendable_index(index_dir: Path, items, params: fx.IndexParams, opts: Buil
     files are intact, the same index request, and the old rows an exact prefix of ``items``."""
     import dataclasses
 
-    import pandas as pd
-
     from audioaudit.index.faiss.ivfpq import MAX_GROWTH
 
     if params.type not in fx.EXTENDABLE_TYPES:
@@ -95,7 +96,7 @@ def _extendable_index(index_dir: Path, items, params: fx.IndexParams, opts: Buil
         if not (same and old.type == params.type and grows_ok and files_intact(index_dir, man)):
             return None, params
         cols = ["item_id", "sha256", "segment", "start", "end"]
-        prev = pd.read_parquet(index_dir / schema.ITEMS_FILE, columns=cols)
+        prev = read_items(index_dir / schema.ITEMS_FILE, columns=cols)
         if len(prev) > len(items) or not all(np.array_equal(prev[c].to_numpy(), items[c].to_numpy()[: len(prev)])
                                              for c in cols):
             return None, params

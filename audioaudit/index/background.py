@@ -37,6 +37,7 @@ from audioaudit.encoders import embed
 from audioaudit.encoders.embed import FolderOptions, embed_folder
 from audioaudit.errors import UserError
 from audioaudit.index import store
+from audioaudit.index.items import distinct
 from audioaudit.util import atomic, read
 from audioaudit.util.workers import resolve_workers
 
@@ -105,7 +106,7 @@ def build_background(index, folder: str | os.PathLike, encoder, *, k: int = DEFA
     fe = embed_folder(folder, encoder, FolderOptions(workers=resolve_workers(workers), progress=progress,
                                                      what="background clips"))
     clips = pd.DataFrame(fe.clips, columns=["path", "pcm_hash", "n_segments", "duration", "label"])
-    train_hashes = set(ix.items["pcm_hash"].astype(str)) if "pcm_hash" in ix.items else set()
+    train_hashes = set(map(str, distinct(ix.items, "pcm_hash")))
     keep = ~clips["pcm_hash"].astype(str).isin(train_hashes).to_numpy()
     dropped = clips.loc[~keep, "path"].tolist()
     if keep.sum() < k + 1:

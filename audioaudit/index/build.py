@@ -38,6 +38,7 @@ from audioaudit.audio.io import LoadOptions
 from audioaudit.duplicates import groups as dupgroups
 from audioaudit.encoders.registry import load_stored_encoder
 from audioaudit.errors import UserError
+from audioaudit.index import items as items_table
 from audioaudit.index import store
 from audioaudit.index.assemble import assemble
 from audioaudit.index.faiss import facade as fx
@@ -120,7 +121,8 @@ def write_derived(index_dir: Path, index, params, items, opts: BuildOptions, roo
     from audioaudit.index.reference import reference_table
 
     groups = find_duplicates(index, params, items, opts, root)
-    paths = dict(zip(items["item_id"], items["path"]))
+    first = items_table.first_rows(items)
+    paths = dict(zip(first["item_id"], first["path"]))
     rows = dupgroups.groups_to_rows(groups, paths)
     dups = pd.DataFrame(rows, columns=schema.DUPLICATE_COLUMNS + ["size"])
     atomic.write_parquet(dups, index_dir / schema.DUPLICATES_FILE)
@@ -386,7 +388,7 @@ def _item_id(path: Path, root: Path) -> str:
 
 
 def _previous_work(old: store.OpenIndex, root: str) -> list[WorkItem]:
-    first = old.items.drop_duplicates("item_id")
+    first = items_table.first_rows(old.items)
     work = [WorkItem(r.item_id, str(Path(root) / r.path), r.path, None if r.label is None else r.label,
                      int(r.size), int(r.mtime_ns), r.sha256) for r in first.itertuples()]
     for s in old.manifest.get("skipped", []):

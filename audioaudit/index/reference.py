@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from audioaudit import schema
+from audioaudit.index import items as items_table
 from audioaudit.index.faiss import facade as fx
 from audioaudit.index.search import SearchOptions, search_clips
 from audioaudit.util.atomic import write_parquet
@@ -32,10 +33,7 @@ BLOCK_ITEMS = 4096
 
 def item_codes(items) -> tuple[np.ndarray, np.ndarray]:
     """(code per row, unique item ids) for an items DataFrame (rows in vector-id order)."""
-    import pandas as pd
-
-    codes, uniques = pd.factorize(items["item_id"], sort=False)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+    return items_table.row_codes(items, "item_id")
 
 
 def item_blocks(index, items, row_code: np.ndarray, wanted: np.ndarray):
@@ -72,7 +70,7 @@ def reference_table(index, params: fx.IndexParams, items, source_of: dict[str, s
     for codes, vecs, q_clip in item_blocks(index, items, row_code, wanted):
         hits = search_clips(index, params, vecs, q_clip, row_source, 1, SearchOptions(exclude=src_code_of_item))
         r = hits.row
-        out.append(pd.DataFrame({"item_id": ids[hits.qclip], "nn_item_id": items["item_id"].to_numpy()[r],
+        out.append(pd.DataFrame({"item_id": ids[hits.qclip], "nn_item_id": items_table.values_at(items, "item_id", r),
                                  "similarity": hits.sim.astype(np.float64)}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["item_id", "nn_item_id", "similarity"])
 

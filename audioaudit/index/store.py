@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 from audioaudit import schema
 from audioaudit.errors import UserError
 from audioaudit.util import atomic
+from audioaudit.index.items import read_items
 from audioaudit.util.read import read_json, read_parquet
 
 try:
@@ -133,7 +134,7 @@ def open_index(index_dir: str | os.PathLike, *, load_faiss: bool = True) -> Open
         if manifest.get("state") != "complete":
             raise UserError(f"{d}: index build did not finish; rerun `audioaudit index build` to complete it")
         encoder = read_encoder_json(d)
-        items = read_parquet(d / schema.ITEMS_FILE, "item table (items.parquet)", schema.ITEM_COLUMNS)
+        items = read_parquet(d / schema.ITEMS_FILE, "item table (items.parquet)", schema.ITEM_COLUMNS, read_items)
         params = fx.IndexParams.from_dict(manifest.get("index", {"type": "flat", "dim": 0}))
         index = fx.load(d / schema.INDEX_FILE, params) if load_faiss else None
         dups = None
