@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from audioaudit.duplicates import groups as dupgroups
+from audioaudit.index import items as items_table
 from audioaudit.index.faiss import facade as fx
 from audioaudit.index.options import BuildOptions
-from audioaudit.index.reference import item_blocks, item_codes, rows_by_code
+from audioaudit.index.reference import item_codes, rows_by_code
 from audioaudit.index.search import SearchOptions, search_clips
 
 
@@ -20,7 +22,7 @@ def find_duplicates(index, params, items, opts: BuildOptions, root: str | None =
     from audioaudit.duplicates.verify import verify_pairs
     from audioaudit.index.near_duplicates import near_duplicate_pairs
 
-    first = items.drop_duplicates("item_id")
+    first = items_table.first_rows(items)
     ids, hashes = first["item_id"].tolist(), first["pcm_hash"].tolist()
     near = []
     if opts.near_dups:
@@ -31,25 +33,48 @@ def find_duplicates(index, params, items, opts: BuildOptions, root: str | None =
     return dupgroups.group_duplicates(ids, hashes, near)
 
 
-MAX_NEAR_K = 1024  # window hits per window examined for near-duplicate candidates
+MAX_NEAR_K = 1024  # window hits per probe examined for near-duplicate candidates
+NEAR_K0 = 16  # first depth per probe (deepened x4 while the k-th hit is still above the threshold)
+BLOCK_PROBES = 8192  # probes searched per call
+# ivfpq: a match >= 0.97 sits in the probe's own coarse cell or a neighbour and ranks near the
+# top even on PQ codes, so the pass probes fewer cells and re-ranks fewer candidates than the
+# audit's search (the plan's nprobe / rerank factor): 1M windows in ~1 min instead of ~35
+# (benchmarks/index_cli_path.py, with the planted near duplicates' recall)
+NEAR_RERANK_FACTOR = 2
+NEAR_NPROBE = 32
+
+
+def probe_rows(row_code: np.ndarray) -> np.ndarray:
+    """One window per clip (its middle one): the probe that proposes the clip's candidates."""
+    return np.array([r[len(r) // 2] for r in rows_by_code(row_code)], dtype=np.int64)
 
 
 def near_duplicate_pairs(index, params: fx.IndexParams, items, threshold: float) -> list[tuple[str, str, float]]:
-    """Pairs of distinct clips with clip-level similarity ≥ ``threshold`` (each once)."""
+    """Pairs of distinct clips whose :func:`coverage` is ≥ ``threshold`` (each pair once).
+
+    Candidates come from one probe window per clip, not from every window: coverage(A, B)
+    ≥ t means every window of A (or every window of B) has a match ≥ t in the other, so
+    A's probe finds B (or B's probe finds A) and no pair is lost by probing one window —
+    the candidate pass costs a search per clip instead of per window. Each candidate is
+    then scored on all of its windows (exact vectors)."""
     row_code, ids = item_codes(items)
     if len(ids) < 2:
         return []
-    pairs: dict[tuple[int, int], float] = {}
-    for codes, vecs, q_clip in item_blocks(index, items, row_code, np.arange(len(ids))):
-        hits = search_clips(index, params, vecs, q_clip, row_code, 1,
-                            SearchOptions(exclude=np.arange(len(ids)), more_while_above=threshold, max_k=MAX_NEAR_K))
+    probes = probe_rows(row_code)
+    if params.type == "ivfpq":
+        params = dataclasses.replace(params, rerank_factor=min(int(params.rerank_factor), NEAR_RERANK_FACTOR),
+                                     nprobe=min(int(params.nprobe), NEAR_NPROBE))
+    opts = SearchOptions(exclude=np.arange(len(ids)), more_while_above=threshold, max_k=MAX_NEAR_K, k0=NEAR_K0)
+    pairs: set[tuple[int, int]] = set()
+    for s in range(0, len(probes), BLOCK_PROBES):
+        rows = probes[s : s + BLOCK_PROBES]
+        # depth 0: no "n best sources" wanted, only every source above the threshold
+        hits = search_clips(index, params, fx.reconstruct(index, rows), row_code[rows], row_code, 0, opts)
         m = hits.sim >= threshold
-        for a, b, s in zip(hits.qclip[m], hits.source[m], hits.sim[m]):
-            key = (min(a, b), max(a, b))
-            pairs[key] = max(pairs.get(key, -1.0), float(s))
+        pairs.update((min(a, b), max(a, b)) for a, b in zip(hits.qclip[m].tolist(), hits.source[m].tolist()))
     rows_of = rows_by_code(row_code)
     out = []
-    for (a, b), _ in sorted(pairs.items()):
+    for a, b in sorted(pairs):
         cov = coverage(fx.reconstruct(index, rows_of[a]), fx.reconstruct(index, rows_of[b]))
         if cov >= threshold:
             out.append((ids[a], ids[b], cov))

@@ -246,7 +246,7 @@ def search(index, queries: np.ndarray, k: int, params: IndexParams, rows: np.nda
     q = np.ascontiguousarray(queries, dtype=np.float32)
     k = max(1, min(int(k), int(index.ntotal)))
     if params.type == "ivfpq":
-        return index.search(q, k, nprobe=params.nprobe, rows=rows)
+        return index.search(q, k, nprobe=params.nprobe, rows=rows, rerank_factor=params.rerank_factor)
     sp = search_params(params, rows)
     if sp is None:
         return index.search(q, k)

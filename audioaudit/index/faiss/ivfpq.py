@@ -81,11 +81,12 @@ class IvfpqIndex:
     def trained_for(self) -> int:
         return int(self.meta["plan"]["n"])
 
-    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None, rows: np.ndarray | None = None):
+    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None, rows: np.ndarray | None = None,
+               rerank_factor: int | None = None):
         nprobe = min(int(nprobe or self.large.nprobe), int(self.meta["plan"]["nlist"]))
         if nprobe != self.large.nprobe:
             self.large.set_nprobe(nprobe)
-        return self.large.search(queries, k, rows=rows)
+        return self.large.search(queries, k, rows=rows, rerank_factor=rerank_factor)
 
     def reconstruct(self, rows: np.ndarray) -> np.ndarray:
         return self.large.rerank.take(np.asarray(rows, dtype=np.int64))

@@ -53,12 +53,15 @@ class LargeIndex:
         if self.meta["plan"]["hnsw_quantizer"]:
             ps.set_index_parameter(self.index, "quantizer_efSearch", max(64, 2 * self.nprobe))
 
-    def search(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``rows``: search only these vector ids (a faiss IDSelector inside the inverted lists)."""
+    def search(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None,
+               rerank_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``rows``: search only these vector ids (a faiss IDSelector inside the inverted lists);
+        ``rerank_factor``: candidates re-ranked = k x this (default the plan's)."""
         import faiss
 
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        kk = max(k, min(k * self.rerank_factor, MAX_CANDIDATES)) if self.rerank is not None else k
+        factor = int(rerank_factor or self.rerank_factor)
+        kk = max(k, min(k * factor, MAX_CANDIDATES)) if self.rerank is not None else k
         # queries per batch: the gathered candidates (batch x kk x d floats) stay under ~64 MiB
         batch = max(1, min(256, (64 << 20) // (kk * q.shape[1] * 4)))
         sel = None if rows is None else faiss.IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
