@@ -73,22 +73,29 @@ def end_to_end(encoder, paths, batch: int, workers: int, shard_size: int, out: P
 
 def sweep(enc, paths, a, tmp: Path) -> None:
     """End-to-end rate at the default (decode workers and model threads picked from the core
-    count) against every (workers, threads) setting: the default should reach >= 0.9 of the best."""
+    count) against every (workers, threads) setting: the default should reach >= 0.9 of the
+    best. Settings run interleaved, ``--repeats`` rounds, median rate per setting (one shared
+    box: a neighbour's load lands on every setting alike, not on one)."""
     import torch
 
     from audioaudit.util.workers import cpu_count, default_workers, model_threads
 
     cores = cpu_count()
-    rates = {}
-    for w in range(1, cores + 1):
-        for th in range(1, cores + 1):
-            rates[(w, th)] = len(paths) / end_to_end(enc, paths, a.batch, w, a.shard_size, tmp / f"s{w}_{th}",
-                                                      threads=th)[0]
-            print(f"  workers {w} threads {th}: {rates[(w, th)]:7.2f} clips/s")
-    w = default_workers()
-    default = len(paths) / end_to_end(enc, paths, a.batch, w, a.shard_size, tmp / "default")[0]
+    w0 = default_workers()
+    settings = [(w, th) for w in range(1, cores + 1) for th in range(1, cores + 1)] + [("default", None)]
+    runs: dict = {st: [] for st in settings}
+    for r in range(a.repeats):
+        for st in settings:
+            w, th = (w0, None) if st[0] == "default" else st
+            runs[st].append(len(paths) / end_to_end(enc, paths, a.batch, w, a.shard_size, tmp / f"s{r}_{st[0]}_{th}",
+                                                     threads=th)[0])
+    rates = {st: float(np.median(v)) for st, v in runs.items()}
+    for st, v in runs.items():
+        print(f"  workers {st[0]} threads {st[1] or model_threads(w0)}: median {rates[st]:7.2f} clips/s "
+              f"({' '.join(f'{x:.2f}' for x in v)})")
+    default = rates.pop(("default", None))
     best = max(rates, key=rates.get)
-    print(f"default (workers {w}, threads {model_threads(w)} of {cores} cores): {default:.2f} clips/s; best "
+    print(f"default (workers {w0}, threads {model_threads(w0)} of {cores} cores): {default:.2f} clips/s; best "
           f"(workers {best[0]}, threads {best[1]}): {rates[best]:.2f} clips/s; default/best {default / rates[best]:.3f} "
           f"(goal >= 0.9); torch's own default threads {torch.get_num_threads()}")
 
@@ -105,6 +112,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="model threads end to end (0 = the pipeline's "
                     "default: the cores the decode workers leave); the bare model always runs at torch's default")
     ap.add_argument("--sweep", action="store_true", help="also every (workers, threads) setting vs the default")
+    ap.add_argument("--repeats", type=int, default=3, help="sweep rounds (median per setting)")
     a = ap.parse_args()
     import torch
 
