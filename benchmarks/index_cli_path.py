@@ -10,11 +10,12 @@ Prints the assemble step's time and peak RSS, and clip-level search throughput t
     .venv/bin/python benchmarks/index_cli_path.py                   # 1M x 512
     .venv/bin/python benchmarks/index_cli_path.py --n 100000        # quick
 
-Measured on the shared 2-core box, OMP_NUM_THREADS=1, 1M x 512 (125k clips x 8 windows,
-489 shards): IVF4096_HNSW32,PQ128x4fs, assemble + save 43 s (sample 4, train 8, add 29),
-peak RSS 1.16 GiB of which the items table is 0.22 GiB (the build's own estimate 0.36 GiB);
-index.faiss 80 MiB, rerank.npy 1.91 GiB. Clip-level train-vs-train search ~475 windows/s:
-the reference (10k clips) ~3 min, the near-duplicate pass over every clip ~35 min.
+Measured on the shared 2-core box, OMP_NUM_THREADS=1, with `make test` running beside it:
+1M x 512 (124,928 clips x 8 windows, 976 planted near duplicates): IVF4096_HNSW32,PQ128x4fs,
+assemble 83 s, build peak RSS 1.15 GiB (items table 102 MiB); near-duplicate pass 177 s, 976/976
+planted found (the former every-window pass: 976/976, ~91 min extrapolated). 10M x 512
+(--no-near): assemble 1299 s, reference + save 1741 s, build peak RSS 5.28 GiB (items 992 MiB),
+audit of 1,000 clips in a fresh process 5.60 GiB peak (goal 4 GiB: not met).
 """
 from __future__ import annotations
 
