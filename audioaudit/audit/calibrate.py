@@ -35,8 +35,8 @@ from audioaudit import schema
 from audioaudit.errors import UserError
 from audioaudit.index import store
 from audioaudit.index.background import Background
-from audioaudit.index.items import distinct
 from audioaudit.index.faiss import facade as fx
+from audioaudit.index.items import distinct
 
 
 @dataclass(frozen=True)

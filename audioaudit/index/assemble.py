@@ -9,9 +9,8 @@ import numpy as np
 
 from audioaudit import schema
 from audioaudit.errors import UserError
-from audioaudit.index.faiss import facade as fx
 from audioaudit.index import items as items_table
-from audioaudit.index.items import read_items
+from audioaudit.index.faiss import facade as fx
 from audioaudit.index.options import BuildOptions
 from audioaudit.index.shards import SEGMENT_COLUMNS, read_shards
 from audioaudit.index.store import files_intact
@@ -96,7 +95,7 @@ def _extendable_index(index_dir: Path, items, params: fx.IndexParams, opts: Buil
         if not (same and old.type == params.type and grows_ok and files_intact(index_dir, man)):
             return None, params
         cols = ["item_id", "sha256", "segment", "start", "end"]
-        prev = read_items(index_dir / schema.ITEMS_FILE, columns=cols)
+        prev = items_table.read_items(index_dir / schema.ITEMS_FILE, columns=cols)
         if len(prev) > len(items) or not all(np.array_equal(prev[c].to_numpy(), items[c].to_numpy()[: len(prev)])
                                              for c in cols):
             return None, params

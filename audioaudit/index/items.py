@@ -95,7 +95,7 @@ def values_at(items, column: str, rows: np.ndarray) -> np.ndarray:
         codes = col.cat.codes.to_numpy()[rows]
         cats = np.append(np.asarray(col.cat.categories.to_numpy(), dtype=object), None)
         return cats[np.where(codes >= 0, codes, len(cats) - 1)]  # code -1 (missing) -> None, even with no categories
-    return col.to_numpy(dtype=object)[rows]
+    return col.take(rows).to_numpy(dtype=object)
 
 
 def first_rows(items, column: str = "item_id"):

@@ -20,7 +20,6 @@ def find_duplicates(index, params, items, opts: BuildOptions, root: str | None =
     """Exact groups by PCM hash; near pairs proposed by the index (window coverage ≥
     ``opts.near_threshold``) and confirmed on the audio (:mod:`audioaudit.duplicates.verify`)."""
     from audioaudit.duplicates.verify import verify_pairs
-    from audioaudit.index.near_duplicates import near_duplicate_pairs
 
     first = items_table.first_rows(items)
     ids, hashes = first["item_id"].tolist(), first["pcm_hash"].tolist()
@@ -44,9 +43,10 @@ NEAR_RERANK_FACTOR = 2
 NEAR_NPROBE = 32
 
 
-def probe_rows(row_code: np.ndarray) -> np.ndarray:
-    """One window per clip (its middle one): the probe that proposes the clip's candidates."""
-    return np.array([r[len(r) // 2] for r in rows_by_code(row_code)], dtype=np.int64)
+def probe_rows(rows_of: list[np.ndarray]) -> np.ndarray:
+    """One window per clip (its middle one, from :func:`rows_by_code`): the probe that
+    proposes the clip's candidates."""
+    return np.array([r[len(r) // 2] for r in rows_of], dtype=np.int64)
 
 
 def near_duplicate_pairs(index, params: fx.IndexParams, items, threshold: float) -> list[tuple[str, str, float]]:
@@ -60,7 +60,8 @@ def near_duplicate_pairs(index, params: fx.IndexParams, items, threshold: float)
     row_code, ids = item_codes(items)
     if len(ids) < 2:
         return []
-    probes = probe_rows(row_code)
+    rows_of = rows_by_code(row_code)
+    probes = probe_rows(rows_of)
     if params.type == "ivfpq":
         params = dataclasses.replace(params, rerank_factor=min(int(params.rerank_factor), NEAR_RERANK_FACTOR),
                                      nprobe=min(int(params.nprobe), NEAR_NPROBE))
@@ -72,7 +73,6 @@ def near_duplicate_pairs(index, params: fx.IndexParams, items, threshold: float)
         hits = search_clips(index, params, fx.reconstruct(index, rows), row_code[rows], row_code, 0, opts)
         m = hits.sim >= threshold
         pairs.update((min(a, b), max(a, b)) for a, b in zip(hits.qclip[m].tolist(), hits.source[m].tolist()))
-    rows_of = rows_by_code(row_code)
     out = []
     for a, b in sorted(pairs):
         cov = coverage(fx.reconstruct(index, rows_of[a]), fx.reconstruct(index, rows_of[b]))

@@ -30,8 +30,8 @@ from typing import Iterator, Sequence
 
 from audioaudit import schema
 from audioaudit.errors import UserError
-from audioaudit.util import atomic
 from audioaudit.index.items import read_items
+from audioaudit.util import atomic
 from audioaudit.util.read import read_json, read_parquet
 
 try:
